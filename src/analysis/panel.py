@@ -47,6 +47,8 @@ __all__ = [
     "build_panel",
     "panel_path",
     "load_panel",
+    "load_world_tables",
+    "clusters_from_panel",
     "main",
 ]
 
@@ -229,12 +231,32 @@ def write_world(world: Any, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def load_panel(config: str = "default") -> pd.DataFrame:
-    """Read the built panel of a parameter set (run ``make data`` first)."""
+def load_panel(config: str = "default", *, build: bool = True) -> pd.DataFrame:
+    """Read the built panel of a parameter set; build and write it first if it is missing.
+
+    ``make data`` builds it; building here lets a notebook opened in JupyterLab run top to
+    bottom without make. With ``build=False`` a missing panel raises ``FileNotFoundError``.
+    """
     path = panel_path(config)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; build it with `make data CONFIG={config}`")
+        if not build:
+            raise FileNotFoundError(f"{path} does not exist; build it with `make data CONFIG={config}`")
+        if main(["--config", config]) != 0:
+            raise RuntimeError(f"building the panel of parameter set '{config}' failed (see the message above)")
     return pd.read_parquet(path)
+
+
+def load_world_tables(config: str = "default") -> dict[str, pd.DataFrame]:
+    """The synthetic world's truth tables written beside the panel (empty dict for real data)."""
+    folder = processed_dir(config)
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("truth", "potential", "latent", "clusters") if (folder / f"{name}.parquet").is_file()}
+
+
+def clusters_from_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """One row per certified cluster present in the panel, with its cell, batch and cohort."""
+    cols = [c for c in ("cluster_id", "batch", "cohort", "province", "region", "county_code", "industry_code", "cell_id") if c in panel]
+    members = panel.dropna(subset=["cluster_id"])
+    return members[cols].drop_duplicates("cluster_id").sort_values(["batch", "cluster_id"]).reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
