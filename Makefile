@@ -94,7 +94,7 @@ build/deps.mk: src/analysis/deps.py $(wildcard notebooks/*.ipynb) $(shell find s
 # $(1): notebook, $(2): parameter file, $(3): extra papermill arguments
 define papermill
 	@mkdir -p $(@D)
-	@rm -f $(basename $@).failed.ipynb
+	@rm -f $@ $(basename $@).failed.ipynb
 	@echo "papermill $(1) -> $@"
 	@if papermill $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
 	      --log-output --no-progress-bar > $(basename $@).log 2>&1; then \
@@ -139,7 +139,7 @@ reports/index.html: $(HTML) src/analysis/report.py | $(ENV_STAMP)
 
 # ---------------------------------------------------------------------------------------------
 test: $(ENV_STAMP) ## run the test suite (not the slow Monte Carlo tests)
-	python -m pytest -m "not slow" -n $(JOBS) --doctest-modules src/analysis tests
+	python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup --doctest-modules src/analysis tests
 
 test-slow: $(ENV_STAMP) ## run only the slow Monte Carlo tests
 	python -m pytest -m slow tests

@@ -141,9 +141,9 @@ def load_params(name: str | Path = "default", *, config_dir: Path | None = None)
 
     Examples
     --------
-    >>> p = load_params("default")
-    >>> sorted(p)[:3]
-    ['config', 'data', 'did']
+    >>> p = load_params("small")
+    >>> p["world"]["n_firms"], p["did"]["cluster"]
+    (2500, 'cell_id')
     """
     folder = Path(config_dir) if config_dir is not None else CONFIG_DIR
     path = Path(name) if str(name).endswith((".yaml", ".yml")) else folder / f"{name}.yaml"

@@ -181,7 +181,7 @@ def render_index(pages: list[str], *, config: str, build: Path | None = None, re
         )
     dirty = " (uncommitted changes)" if info["dirty"] else ""
     doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <title>Reports: SME cluster certification</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 24px auto; padding: 0 16px; color: #222; }}
@@ -213,7 +213,7 @@ def _listing(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "index.html" and not p.name.startswith("."))
     items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files)
-    write_text(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{folder.name}</title></head><body><p><a href="../index.html">&larr; all reports</a></p><h1>{folder.name}</h1><ul>{items}</ul></body></html>\n', folder / "index.html")
+    write_text(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{folder.name}</title></head><body><p><a href="../index.html">&larr; all reports</a></p><h1>{folder.name}</h1><ul>{items}</ul></body></html>\n', folder / "index.html")
 
 
 def main(argv: list[str] | None = None) -> int:
