@@ -1,0 +1,121 @@
+"""One entry point for event studies with any of the staggered-DiD estimators.
+
+``event_study(data, outcome, unit, time, cohort, estimator=...)`` returns an
+:class:`~analysis.results.EstimationResult` with one row per event time (``event_time`` column,
+terms ``event_time::<e>``), the covariance over those rows in ``vcov`` and ``meta`` with
+``n_clusters``, ``cluster``, ``reference_period`` and ``notes``, whatever the estimator, so the
+results stack with :func:`analysis.results.combine` into one comparison table or figure.
+
+========== ============================================================ ===================
+estimator  method                                                       module
+========== ============================================================ ===================
+twfe       dynamic two-way fixed effects (reference -1)                 ``did.twfe``
+cs         Callaway-Sant'Anna ATT(g, t) aggregated by event time        ``did.att_gt``
+sunab      Sun-Abraham interaction-weighted                             ``did.sunab``
+imputation Borusyak-Jaravel-Spiess (pre-periods: all leads, ref. -1)   ``did.imputation``
+stacked    stacked DiD, Wing-Freedman-Hollingsworth weights             ``did.stacked``
+========== ============================================================ ===================
+
+``covariates`` are time-varying controls (fixest's ``y ~ x1 + sunab(...)``); for ``cs`` they are
+the covariates of the outcome / propensity models. ``cluster`` may name a variable above the unit
+(the certified county x industry cell). Further keyword arguments go to the estimator (e.g.
+``bins=`` for twfe, ``control=`` for sunab, ``kappa_pre=`` for stacked, ``control=``, ``method=``
+for cs; ``balance_e``, ``min_e``, ``max_e`` go to the cs event aggregation).
+
+Examples
+--------
+>>> import moderndid
+>>> mpdta = moderndid.load_mpdta().to_pandas()
+>>> es = event_study(mpdta, "lemp", "countyreal", "year", "first.treat", estimator="sunab")
+>>> es.tidy()["event_time"].tolist()
+[-4, -3, -2, 0, 1, 2, 3]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from analysis.results import EstimationResult, check_tidy
+
+__all__ = ["event_study", "ESTIMATORS"]
+
+ESTIMATORS = ("twfe", "cs", "sunab", "imputation", "stacked")
+_CS_AGGREGATE_KEYS = ("balance_e", "min_e", "max_e")
+
+
+def _as_result(obj: Any) -> EstimationResult:
+    """Accept an EstimationResult or any object with ``.tidy()`` (and optional vcov / meta)."""
+    if isinstance(obj, EstimationResult):
+        return obj
+    table = check_tidy(obj.tidy())
+    return EstimationResult(table=table, vcov=getattr(obj, "vcov", None), meta=dict(getattr(obj, "meta", {}) or {}))
+
+
+def event_study(
+    data: Any,
+    outcome: str,
+    unit: str,
+    time: str,
+    cohort: str,
+    estimator: str = "twfe",
+    covariates: str | Sequence[str] | None = None,
+    cluster: str | None = None,
+    **kwargs: Any,
+) -> EstimationResult:
+    """Event-study estimates with the chosen estimator, in the one tidy shape.
+
+    Parameters
+    ----------
+    data
+        Long panel, one row per unit and period (balanced or not).
+    outcome, unit, time, cohort
+        Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
+    estimator
+        ``"twfe"``, ``"cs"``, ``"sunab"``, ``"imputation"`` or ``"stacked"``.
+    covariates
+        Time-varying controls.
+    cluster
+        Column to cluster on (default ``unit``).
+    **kwargs
+        Passed to the estimator (see the module docstring).
+
+    Returns
+    -------
+    EstimationResult
+        ``event_time`` rows with ``vcov``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown estimator (and whatever the estimator raises on bad input).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    common = dict(covariates=covariates, cluster=cluster)
+    if estimator == "twfe":
+        from analysis.did.twfe import twfe
+
+        return twfe(data, outcome, unit, time, cohort, dynamic=True, **common, **kwargs)
+    if estimator == "sunab":
+        from analysis.did.sunab import sunab
+
+        return sunab(data, outcome, unit, time, cohort, aggregate="event", **common, **kwargs)
+    if estimator == "imputation":
+        from analysis.did.imputation import imputation
+
+        kwargs.setdefault("pretrends", "all")
+        return imputation(data, outcome, unit, time, cohort, aggregate="event", **common, **kwargs)
+    if estimator == "stacked":
+        from analysis.did.stacked import stacked
+
+        return stacked(data, outcome, unit, time, cohort, aggregate="event", **common, **kwargs)
+    # Callaway-Sant'Anna, imported lazily (written in analysis.did.att_gt)
+    from analysis.did.att_gt import att_gt
+
+    agg_kwargs = {k: kwargs.pop(k) for k in _CS_AGGREGATE_KEYS if k in kwargs}
+    res = att_gt(data, outcome=outcome, unit=unit, time=time, cohort=cohort, **common, **kwargs)
+    out = _as_result(res.aggregate("event", **agg_kwargs))
+    if "event_time" not in out.table or out.table["event_time"].isna().all():
+        raise ValueError("the Callaway-Sant'Anna event aggregation returned no event_time column")
+    return out
