@@ -65,7 +65,8 @@ def _restrict_sample(panel: Panel, control: str, notes: list[str]) -> tuple[pd.D
             raise ValueError("control='last' needs at least two treated cohorts")
         last = float(finite.max())
         keep = f["_t"].to_numpy() < last
-        notes.append(f"control: cohort {int(last)} (last treated) and never-treated units; periods >= {int(last)} dropped")
+        extra = " and the never-treated units" if np.isinf(g).any() else ""
+        notes.append(f"control: cohort {int(last)} (last treated){extra}; periods >= {int(last)} dropped")
         f = f.loc[keep]
         return f, last
     raise ValueError(f"control must be 'never' or 'last', got {control!r}")
