@@ -33,7 +33,7 @@ def test_one_tidy_shape_for_every_estimator(results, sim):
     """Every estimator returns the tidy columns with integer event_time rows (terms
     event_time::<e>), a square vcov over exactly those terms whose diagonal is the squared
     standard errors, and meta with n_clusters (the cells), cluster, reference_period and notes."""
-    for est, res in results.items():
+    for res in results.values():
         tab = res.tidy()
         assert list(tab.columns[: len(TIDY_COLUMNS)]) == list(TIDY_COLUMNS)
         assert tab["event_time"].notna().all() and tab["event_time"].is_monotonic_increasing

@@ -163,11 +163,11 @@ def bacon_decomp(
             add(k, np.inf, all_periods, "Treated vs Untreated")
         if -np.inf in n_g:
             add(k, -np.inf, all_periods, "Later vs Always Treated")
-        for l in timing:
-            if l <= k:
+        for later in timing:
+            if later <= k:
                 continue
-            add(k, l, periods < l, "Earlier vs Later Treated")
-            add(l, k, periods >= k, "Later vs Earlier Treated")
+            add(k, later, periods < later, "Earlier vs Later Treated")
+            add(later, k, periods >= k, "Later vs Earlier Treated")
     if not rows:
         raise ValueError("no 2x2 comparison: need at least one timing group and a comparison group")
     tab = pd.DataFrame(rows)

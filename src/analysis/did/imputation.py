@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.did._common import Panel, cluster_sums, event_time_result, prepare_panel, scalar_result
+from analysis.did._common import event_time_result, prepare_panel, scalar_result
 from analysis.results import EstimationResult
 
 __all__ = ["imputation", "ImputationFit", "fit_untreated"]

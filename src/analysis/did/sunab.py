@@ -143,10 +143,9 @@ def sunab(
     if cells.empty:
         raise ValueError("no treated cohort-by-event-time cell to estimate")
     cells["code"] = np.arange(1, len(cells) + 1)
-    key = pd.MultiIndex.from_frame(cells[["g", "e"]])
     code = np.zeros(len(f), dtype=np.int64)
-    code[treated] = cells.set_index(["g", "e"])["code"].reindex(pd.MultiIndex.from_arrays([g[treated], e[treated]])).to_numpy()
-    del key
+    lookup = cells.set_index(["g", "e"])["code"]
+    code[treated] = lookup.reindex(pd.MultiIndex.from_arrays([g[treated], e[treated]])).to_numpy()
     f = f.assign(_cell=code)
     xs = "".join(f" + {c}" for c in panel.xcols)
     wcol = "_w" if weights is not None else None
