@@ -155,6 +155,17 @@ def test_static_twfe_is_biased_with_dynamic_heterogeneous_effects():
     assert abs(imp["estimate"] - truth) < 4 * imp["std_error"]
 
 
+def test_singletons_are_dropped_with_a_note(sim):
+    """A firm observed in a single year carries no within variation: it is dropped (noted, n_obs
+    one lower) and the coefficients do not change."""
+    one = sim[sim["firm"] == sim["firm"].iloc[0]].iloc[:1].assign(firm=-1)
+    a = twfe(sim, "y", "firm", "year", "cohort", dynamic=True, cluster="cell")
+    b = twfe(pd.concat([sim, one]), "y", "firm", "year", "cohort", dynamic=True, cluster="cell")
+    np.testing.assert_allclose(a.tidy()["estimate"], b.tidy()["estimate"], atol=1e-9)
+    assert b.tidy()["n_obs"].iloc[0] == a.tidy()["n_obs"].iloc[0] == len(sim)
+    assert any("1 singleton" in n for n in b.meta["notes"])
+
+
 def test_never_treated_zero_or_missing_are_the_same(ehec):
     """A never-treated unit may carry cohort 0 or a missing value: identical results."""
     zero = ehec.assign(yexp2=ehec["yexp2"].fillna(0))

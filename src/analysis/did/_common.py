@@ -43,6 +43,7 @@ __all__ = [
     "event_time_result",
     "scalar_result",
     "cluster_sums",
+    "singleton_note",
     "as_list",
 ]
 
@@ -302,6 +303,17 @@ def prepare_panel(
         weights=weights,
         notes=notes,
     )
+
+
+def singleton_note(n_rows: int, n_used: int) -> list[str]:
+    """Note for observations pyfixest drops as fixed-effect singletons (none if nothing dropped)."""
+    if n_used >= n_rows:
+        return []
+    return [
+        f"{n_rows - n_used} singleton observation(s) dropped (a fixed-effect level observed once has no "
+        "within variation; as reghdfe and pyfixest do - fixest keeps them: same coefficients, "
+        "marginally different standard errors)"
+    ]
 
 
 def cluster_sums(contrib: np.ndarray, clusters: np.ndarray, n_clusters: int | None = None) -> np.ndarray:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.did._common import event_time_result, prepare_panel, scalar_result
+from analysis.did._common import event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.results import EstimationResult
 
 __all__ = ["stacked", "stack_data"]
@@ -206,6 +206,7 @@ def stacked(
         f"_y ~ i(_ev, _treat, ref=-1){xs} | {fe}",
         data=st, vcov={"CRV1": "_cl"}, weights="_Q", copy_data=False, store_data=False, lean=True,
     )
+    notes += singleton_note(len(st), int(fit._N))
     names = [str(c) for c in fit._coefnames]
     idx, ev = [], []
     for k, n in enumerate(names):

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result
+from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.results import EstimationResult, tidy_frame
 
 __all__ = ["sunab"]
@@ -153,6 +153,7 @@ def sunab(
         f"_y ~ i(_cell, ref=0){xs} | _i + _t",
         data=f, vcov={"CRV1": "_cl"}, weights=wcol, copy_data=False, store_data=False, lean=True,
     )
+    notes += singleton_note(len(f), int(fit._N))
     names = [str(c) for c in fit._coefnames]
     pos = {int(n.split("::", 1)[1]): k for k, n in enumerate(names) if n.startswith("_cell::")}
     kept = cells[cells["code"].isin(pos)].copy()

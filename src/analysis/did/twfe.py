@@ -17,7 +17,9 @@ the conventional benchmark next to :mod:`analysis.did.sunab`, :mod:`analysis.did
 
 Standard errors are cluster-robust (CR1, fixest's small-sample correction, t with G - 1
 degrees of freedom), clustered by unit unless ``cluster`` names a coarser column (the certified
-county x industry cell).
+county x industry cell). Observations that are fixed-effect singletons (a firm observed once)
+are dropped, as reghdfe and pyfixest do (fixest keeps them; the coefficients are the same), and
+``meta['notes']`` counts them.
 
 Examples
 --------
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result
+from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.results import EstimationResult
 
 __all__ = ["twfe", "event_codes"]
@@ -160,6 +162,7 @@ def twfe(
         if frame["_D"].sum() == 0:
             raise ValueError(f"no treated observation: '{cohort}' is never reached within '{time}'")
         fit = _fit(frame, f"_y ~ _D{xs} | _i + _t", cluster="_cl", weights=wcol)
+        notes += singleton_note(len(frame), int(fit._N))
         coefs = _coef_table(fit, panel)
         if "_D" not in fit._coefnames:
             raise ValueError("the treatment dummy is collinear with the fixed effects (no variation left)")
@@ -175,6 +178,7 @@ def twfe(
     notes += code_notes
     frame = frame.assign(_rel=code)
     fit = _fit(frame, f"_y ~ i(_rel, ref={int(reference)}){xs} | _i + _t", cluster="_cl", weights=wcol)
+    notes += singleton_note(len(frame), int(fit._N))
     names = [str(c) for c in fit._coefnames]
     idx = [k for k, c in enumerate(names) if c.startswith("_rel::")]
     e = [int(names[k].split("::", 1)[1]) for k in idx]
