@@ -100,7 +100,24 @@ def test_cs_branch_on_mpdta():
     published = {-3: 0.0305, -2: -0.0006, -1: -0.0245, 0: -0.0199, 1: -0.0510, 2: -0.1373, 3: -0.1008}
     for e, v in published.items():
         assert abs(tab.loc[e, "estimate"] - v) < 5e-5
-    assert res.vcov is not None
+    assert res.tidy()["term"].tolist() == [f"event_time::{e}" for e in range(-3, 4)]
+    assert list(res.vcov.index) == res.tidy()["term"].tolist()
+    assert abs(res.meta["overall"]["estimate"].iloc[0] - (-0.0772)) < 5e-5  # overall event-study ATT
+
+
+def test_cs_universal_base_period_feeds_honest_did():
+    """CS with a universal base period: the zero row at -1 becomes meta['reference_period'] and
+    the result goes straight into honest_did (smoothness, M = 0 widens the conventional CI)."""
+    pytest.importorskip("analysis.did.att_gt")
+    import moderndid
+
+    from analysis.did.honest import honest_did
+
+    mpdta = moderndid.load_mpdta().to_pandas()
+    es = event_study(mpdta, "lemp", "countyreal", "year", "first.treat", estimator="cs", base_period="universal")
+    assert es.meta["reference_period"] == -1 and -1 not in es.tidy()["event_time"].tolist()
+    hd = honest_did(es, restriction="smoothness", M=[0.0], cache=False).tidy()
+    assert hd["conf_low"].iloc[1] < hd["conf_low"].iloc[0] < hd["conf_high"].iloc[0] < hd["conf_high"].iloc[1]
 
 
 @pytest.mark.slow

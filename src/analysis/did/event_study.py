@@ -16,6 +16,11 @@ imputation Borusyak-Jaravel-Spiess (pre-periods: all leads, ref. -1)   ``did.imp
 stacked    stacked DiD, Wing-Freedman-Hollingsworth weights             ``did.stacked``
 ========== ============================================================ ===================
 
+For ``cs`` the aggregation is normalised to the same shape: rows without an event time (the
+overall ATT) move to ``meta['overall']``, a universal base period's zero row becomes
+``meta['reference_period']`` (``None`` with a varying base period), terms become
+``event_time::<e>``.
+
 ``covariates`` are time-varying controls (fixest's ``y ~ x1 + sunab(...)``); for ``cs`` they are
 the covariates of the outcome / propensity models. ``cluster`` may name a variable above the unit
 (the certified county x industry cell). Further keyword arguments go to the estimator (e.g.
@@ -36,6 +41,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from analysis.did._common import event_term
 from analysis.results import EstimationResult, check_tidy
 
 __all__ = ["event_study", "ESTIMATORS"]
@@ -44,12 +52,36 @@ ESTIMATORS = ("twfe", "cs", "sunab", "imputation", "stacked")
 _CS_AGGREGATE_KEYS = ("balance_e", "min_e", "max_e")
 
 
-def _as_result(obj: Any) -> EstimationResult:
-    """Accept an EstimationResult or any object with ``.tidy()`` (and optional vcov / meta)."""
-    if isinstance(obj, EstimationResult):
-        return obj
+def _normalize_event_result(obj: Any) -> EstimationResult:
+    """Put an event aggregation (any object with ``.tidy()``, optional ``vcov`` / ``meta``) into the
+    dispatcher's shape: only rows with an event time, integer ``event_time``, terms
+    ``event_time::<e>``, ``vcov`` over exactly those rows; a normalised reference row (estimate 0,
+    no standard error) becomes ``meta['reference_period']``; rows without an event time (an
+    overall ATT) move to ``meta['overall']``."""
     table = check_tidy(obj.tidy())
-    return EstimationResult(table=table, vcov=getattr(obj, "vcov", None), meta=dict(getattr(obj, "meta", {}) or {}))
+    vcov = getattr(obj, "vcov", None)
+    meta = dict(getattr(obj, "meta", {}) or {})
+    if "event_time" not in table or table["event_time"].isna().all():
+        raise ValueError("the event aggregation returned no event_time column")
+    has_e = table["event_time"].notna().to_numpy()
+    if (~has_e).any():
+        meta["overall"] = table.loc[~has_e].reset_index(drop=True)
+    table = table.loc[has_e].reset_index(drop=True)
+    se = table["std_error"].to_numpy(dtype=float)
+    ref_rows = (table["estimate"].to_numpy(dtype=float) == 0) & (np.isnan(se) | (se == 0))
+    reference = meta.get("reference_period")
+    if ref_rows.sum() == 1:
+        reference = int(table.loc[ref_rows, "event_time"].iloc[0])
+        table = table.loc[~ref_rows].reset_index(drop=True)
+    old_terms = table["term"].tolist()
+    table["event_time"] = table["event_time"].astype(np.int64)
+    table["term"] = [event_term(e) for e in table["event_time"]]
+    if vcov is not None:
+        vcov = vcov.loc[old_terms, old_terms].copy()
+        vcov.index = vcov.columns = table["term"].tolist()
+    meta["reference_period"] = reference
+    meta.setdefault("notes", [])
+    return EstimationResult(table=table, vcov=vcov, meta=meta, title=getattr(obj, "title", ""))
 
 
 def event_study(
@@ -115,7 +147,4 @@ def event_study(
 
     agg_kwargs = {k: kwargs.pop(k) for k in _CS_AGGREGATE_KEYS if k in kwargs}
     res = att_gt(data, outcome=outcome, unit=unit, time=time, cohort=cohort, **common, **kwargs)
-    out = _as_result(res.aggregate("event", **agg_kwargs))
-    if "event_time" not in out.table or out.table["event_time"].isna().all():
-        raise ValueError("the Callaway-Sant'Anna event aggregation returned no event_time column")
-    return out
+    return _normalize_event_result(res.aggregate("event", **agg_kwargs))

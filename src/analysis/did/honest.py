@@ -58,9 +58,9 @@ _RESTRICTIONS = {"relative_magnitude": "DeltaRM", "smoothness": "DeltaSD"}
 def event_study_inputs(es: EstimationResult, reference: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Event times, coefficients and covariance of an event-study result, ordered by event time.
 
-    Returns ``(event_times, beta, sigma, n_pre)`` without the reference period. A reference row
-    that is exactly zero with zero variance is dropped; any other row at the reference period is an
-    error (the coefficients must be normalised to it, e.g. a universal base period for
+    Returns ``(event_times, beta, sigma, n_pre)`` without the reference period; rows without an
+    event time (an overall ATT) are ignored. A reference row that is exactly zero with zero or
+    missing variance is dropped; any other row at the reference period is an error (the coefficients must be normalised to it, e.g. a universal base period for
     Callaway-Sant'Anna).
     """
     tab = es.tidy()
@@ -77,7 +77,7 @@ def event_study_inputs(es: EstimationResult, reference: int | None = None) -> tu
                 "pretrends=k); re-estimate with pretrends='all' or pass reference="
             )
     ref = int(ref)
-    tab = tab.sort_values("event_time")
+    tab = tab[tab["event_time"].notna()].sort_values("event_time")
     terms = tab["term"].tolist()
     missing = [t for t in terms if t not in es.vcov.index]
     if missing:
@@ -88,7 +88,7 @@ def event_study_inputs(es: EstimationResult, reference: int | None = None) -> tu
     at_ref = e == ref
     if at_ref.any():
         k = int(np.nonzero(at_ref)[0][0])
-        if b[k] == 0 and V[k, k] == 0:
+        if b[k] == 0 and (V[k, k] == 0 or np.isnan(V[k, k])):
             keep = ~at_ref
             e, b, V = e[keep], b[keep], V[np.ix_(keep, keep)]
         else:
