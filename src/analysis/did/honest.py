@@ -60,8 +60,8 @@ def event_study_inputs(es: EstimationResult, reference: int | None = None) -> tu
 
     Returns ``(event_times, beta, sigma, n_pre)`` without the reference period; rows without an
     event time (an overall ATT) are ignored. A reference row that is exactly zero with zero or
-    missing variance is dropped; any other row at the reference period is an error (the coefficients must be normalised to it, e.g. a universal base period for
-    Callaway-Sant'Anna).
+    missing variance is dropped; any other row at the reference period is an error (the
+    coefficients must be normalised to it, e.g. a universal base period for Callaway-Sant'Anna).
     """
     tab = es.tidy()
     if "event_time" not in tab or tab["event_time"].isna().all():
