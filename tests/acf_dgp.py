@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_acf", "TRUE_BL", "TRUE_BK", "DGP_SETTINGS"]
+__all__ = ["simulate_acf", "olley_pakes_exit", "TRUE_BL", "TRUE_BK", "DGP_SETTINGS"]
 
 TRUE_BL = 0.6
 TRUE_BK = 0.4
@@ -82,6 +82,8 @@ def simulate_acf(
     beta: float = 0.95,
     sd_adjust: float = 0.6,
     horizon: int = 100,
+    tfp_trend: float = 0.0,
+    policy_effect: float = 0.0,
 ) -> pd.DataFrame:
     """Simulate one ACF (2015) Monte Carlo panel.
 
@@ -97,12 +99,22 @@ def simulate_acf(
         Seed of the NumPy generator; same seed, same panel.
     burn_in
         Periods simulated and dropped before the kept ones (ACF: 90).
+    tfp_trend
+        Extension (not in ACF): a common productivity drift, ``omega_t`` gets
+        ``tfp_trend * (t - first kept period)`` added in the kept periods, so all firms'
+        productivity trends together (checks ``time_effects``).
+    policy_effect
+        Extension: an absorbing binary "certification" ``d`` that shifts the law of motion,
+        ``omega_t = rho omega_{t-1} + policy_effect * d_{t-1} + xi_t``. Half of the firms, those
+        with the lowest adjustment cost (hence the most capital), adopt at a random kept period
+        (checks ``markov_controls``). Returned as column ``d``.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``firm, year, y, l, k, m, i, omega, eps`` (logs; ``i`` log investment,
-        ``omega`` true productivity); ``attrs`` holds the true coefficients.
+        Columns ``firm, year, y, l, k, m, i, omega, eps, d`` (logs; ``i`` log investment,
+        ``omega`` true productivity, ``d`` the policy of ``policy_effect``); ``attrs`` holds
+        the true coefficients.
     """
     if dgp not in DGP_SETTINGS:
         raise ValueError(f"dgp must be 1, 2 or 3, got {dgp!r}")
@@ -114,6 +126,14 @@ def simulate_acf(
     sd_e2 = sd_omega * np.sqrt(1 - rho_b**2)
     sd_ew = sd_w * np.sqrt(1 - rho_w**2)
 
+    # Extensions (off by default; drawn from a separate stream so the ACF design is unchanged).
+    ext = np.random.default_rng([seed, 2015])
+    drift = np.zeros(n_total)
+    drift[burn_in:] = tfp_trend * np.arange(n_periods)
+    firm_type = ext.normal(size=n_firms)
+    adopt = np.where(firm_type > np.median(firm_type), burn_in + ext.integers(1, n_periods, n_firms), n_total + 1)
+    policy = (np.arange(n_total)[None, :] >= adopt[:, None]).astype(float)
+
     # Exogenous states: omega at t-1 -> t-b -> t, and log wages, started in their stationary law.
     omega_prev = rng.normal(0, sd_omega, n_firms)
     lnw_prev = rng.normal(0, sd_w, n_firms) if sd_w > 0 else np.zeros(n_firms)
@@ -123,6 +143,9 @@ def simulate_acf(
     for t in range(n_total):
         omega_b[:, t] = rho_a * omega_prev + rng.normal(0, sd_e1, n_firms) if sd_e1 > 0 else rho_a * omega_prev
         omega[:, t] = rho_b * omega_b[:, t] + (rng.normal(0, sd_e2, n_firms) if sd_e2 > 0 else 0.0)
+        omega[:, t] += (drift[t] - (drift[t - 1] * rho if t > 0 else 0.0)) if tfp_trend else 0.0
+        if policy_effect and t > 0:
+            omega[:, t] += policy_effect * policy[:, t - 1]
         lnw[:, t] = rho_w * lnw_prev + (rng.normal(0, sd_ew, n_firms) if sd_ew > 0 else 0.0)
         omega_prev, lnw_prev = omega[:, t], lnw[:, t]
 
@@ -140,6 +163,8 @@ def simulate_acf(
     )
     const = (b_k / (1 - b_l)) * bracket * np.exp(0.5 * sd_e2**2 / (1 - b_l))
     inv_cost = np.exp(rng.normal(0, sd_adjust, n_firms))  # 1 / b_i
+    if policy_effect:  # adopters are the low-cost (high-investment, high-capital) firms
+        inv_cost = np.exp(sd_adjust * (0.8 * firm_type + 0.6 * rng.normal(size=n_firms)))
     coef_om = a_om * rho**lag_om  # (S,)
     coef_w = a_w * rho_w**s
     invest = np.empty((n_firms, n_total))
@@ -174,7 +199,28 @@ def simulate_acf(
             "i": np.log(invest[:, keep]).ravel(),
             "omega": omega[:, keep].ravel(),
             "eps": eps[:, keep].ravel(),
+            "d": policy[:, keep].ravel(),
         }
     )
     out.attrs.update({"b_l": b_l, "b_k": b_k, "dgp": dgp, "meas_error": meas_error, "seed": seed})
     return out
+
+
+def olley_pakes_exit(df: pd.DataFrame, threshold: float = -0.3, slope: float = 0.5) -> pd.DataFrame:
+    """Extension: Olley-Pakes (1996) attrition on a simulated panel.
+
+    A firm stays in period t only if ``omega_t >= threshold - slope * (k_t - mean k)`` (larger
+    firms survive lower productivity); from the first period where this fails (after the first
+    kept period) the firm is gone. Survivors are then selected on ``omega_t``, hence on
+    ``xi_t``, in a way that depends on ``k_t``: the selection bias the exit correction removes.
+
+    Examples
+    --------
+    >>> df = simulate_acf(dgp=2, n_firms=200, seed=3)
+    >>> len(olley_pakes_exit(df)) < len(df)
+    True
+    """
+    df = df.sort_values(["firm", "year"])
+    fail = (df["omega"] < threshold - slope * (df["k"] - df["k"].mean())) & (df["year"] > df["year"].min())
+    first_fail = df["year"].where(fail).groupby(df["firm"]).transform("min")
+    return df[first_fail.isna() | (df["year"] < first_fail)].reset_index(drop=True)
