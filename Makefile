@@ -1,0 +1,158 @@
+# The only entry point. `make help` lists the targets.
+#   make all                 create .venv if missing, build the data, run every notebook, publish reports/
+#   make all CONFIG=small    the same on the small parameter set (config/small.yaml)
+#   make test                the test suite (what CI runs)
+# Every step writes its output atomically; a failed notebook is kept as build/<config>/NN.failed.ipynb.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+CONFIG ?= default
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+JOBS ?= 2
+
+export ANALYSIS_ROOT := $(CURDIR)
+export PYTHONPATH := $(CURDIR)/src
+export PATH := $(BIN):$(PATH)
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export JUPYTER_PLATFORM_DIRS := 1
+
+ENV_STAMP := $(VENV)/.installed
+DATA_DIR := data/processed/$(CONFIG)
+BUILD_DIR := build/$(CONFIG)
+PANEL := $(DATA_DIR)/panel.parquet
+PANEL_TFP := $(DATA_DIR)/panel_tfp.parquet
+# one stamp per parameter section, rewritten only when that section changes (analysis.config.write_stamps)
+SECTIONS := seed data world tfp did descriptives
+STAMP := $(BUILD_DIR)/params
+PARAM_STAMPS := $(addprefix $(STAMP)/,$(addsuffix .json,$(SECTIONS)))
+WORLD_PARAMS := $(STAMP)/seed.json $(STAMP)/data.json $(STAMP)/world.json
+EXTERNAL := $(wildcard data/external/*.csv)
+REPORT_STAMP := reports/.config
+
+# notebooks run once on the parameter set; 04_effects runs once per outcome family
+SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+FAMILIES := $(patsubst config/effects_%.yaml,%,$(wildcard config/effects_*.yaml))
+EFFECTS := $(if $(wildcard notebooks/04_effects.ipynb),$(addprefix effects_,$(FAMILIES)))
+SUMMARY := $(if $(wildcard notebooks/05_summary.ipynb),summary)
+PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY)
+EXECUTED := $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(PAGES)))
+HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
+
+.PHONY: all env data notebooks reports test test-slow bench lab clean clean-all help lock FORCE
+.DEFAULT_GOAL := all
+
+all: reports ## create the environment if missing, build the data, run the notebooks, publish reports/
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "  variables: CONFIG=$(CONFIG) (parameter set in config/), VENV=$(VENV), JOBS=$(JOBS)"
+
+# ---------------------------------------------------------------------------------------------
+# environment: .venv from the exact pins of requirements.lock (no conda needed)
+env: $(ENV_STAMP) ## create .venv from requirements.lock (only if missing or the lock changed)
+
+$(ENV_STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+lock: ## re-resolve the dependencies and rewrite requirements.lock and environment.yml
+	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
+	build/lockenv/bin/python -m pip install --quiet '.[notebooks,dev,bench]'
+	build/lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^analysis' > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+	$(PYTHON) tools/write_environment.py requirements.lock environment.yml
+	rm -rf build/lockenv
+
+# ---------------------------------------------------------------------------------------------
+# data: the validated panel of the parameter set (synthetic world or data/raw)
+data: $(PANEL) ## build data/processed/<CONFIG>/panel.parquet
+
+$(PARAM_STAMPS) &: config/default.yaml config/$(CONFIG).yaml FORCE | $(ENV_STAMP)
+	@python -m analysis.config $(CONFIG) $(STAMP)
+
+$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(shell $(PYTHON) src/analysis/deps.py --modules analysis.panel 2>/dev/null)
+	python -m analysis.panel --config $(CONFIG)
+
+# ---------------------------------------------------------------------------------------------
+# notebooks: executed by papermill into a temporary file, moved into build/ only on success
+notebooks: $(EXECUTED) ## execute every notebook into build/<CONFIG>/
+
+build/deps.mk: src/analysis/deps.py $(wildcard notebooks/*.ipynb) $(shell find src/analysis -name '*.py' 2>/dev/null)
+	@mkdir -p $(@D)
+	$(PYTHON) src/analysis/deps.py $(wildcard notebooks/[0-9][0-9]_*.ipynb) > $@.tmp && mv $@.tmp $@
+
+-include build/deps.mk
+
+# $(1): notebook, $(2): parameter file, $(3): extra papermill arguments
+define papermill
+	@mkdir -p $(@D)
+	@rm -f $@ $(basename $@).failed.ipynb
+	@echo "papermill $(1) -> $@"
+	@if papermill $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
+	      --log-output --no-progress-bar > $(basename $@).log 2>&1; then \
+	    mv $@.tmp.ipynb $@; \
+	else \
+	    mv $@.tmp.ipynb $(basename $@).failed.ipynb 2>/dev/null || true; \
+	    echo "FAILED: $(1) (executed copy kept in $(basename $@).failed.ipynb, log in $(basename $@).log)" >&2; \
+	    grep -v '^\s*$$' $(basename $@).log | tail -25 >&2; \
+	    exit 1; \
+	fi
+endef
+
+.SECONDEXPANSION:
+$(BUILD_DIR)/01_data.ipynb: $(WORLD_PARAMS)
+$(BUILD_DIR)/02_descriptives.ipynb: $(STAMP)/descriptives.json
+
+$(BUILD_DIR)/%.ipynb: notebooks/%.ipynb $(PANEL) $$(NB_DEPS_$$*) | $(ENV_STAMP)
+	$(call papermill,$<,config/$(CONFIG).yaml,)
+
+$(BUILD_DIR)/03_productivity.ipynb $(PANEL_TFP) &: notebooks/03_productivity.ipynb $(PANEL) $(STAMP)/tfp.json $(NB_DEPS_03_productivity) | $(ENV_STAMP)
+	$(call papermill,$<,config/$(CONFIG).yaml,)
+
+$(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $(PANEL_TFP) $(STAMP)/did.json $(NB_DEPS_04_effects) | $(ENV_STAMP)
+	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
+
+$(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) | $(ENV_STAMP)
+	$(call papermill,$<,config/$(CONFIG).yaml,)
+
+# ---------------------------------------------------------------------------------------------
+# reports: one HTML page per executed notebook, the index, provenance on every page
+reports: reports/index.html ## publish reports/ (HTML pages, tables/, figures/, index.html)
+
+$(REPORT_STAMP): FORCE
+	@mkdir -p $(@D)
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(CONFIG)" ]; then echo "$(CONFIG)" > $@; fi
+
+reports/%.html: $(BUILD_DIR)/%.ipynb $(REPORT_STAMP) src/analysis/report.py $(wildcard src/analysis/templates/report/*) | $(ENV_STAMP)
+	python -m analysis.report page $< $@ --config $(CONFIG)
+
+reports/index.html: $(HTML) src/analysis/report.py | $(ENV_STAMP)
+	python -m analysis.report index --config $(CONFIG) --pages $(PAGES)
+
+# ---------------------------------------------------------------------------------------------
+test: $(ENV_STAMP) ## run the test suite (not the slow Monte Carlo tests)
+	python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup --doctest-modules src/analysis tests
+
+test-slow: $(ENV_STAMP) ## run only the slow Monte Carlo tests
+	python -m pytest -m slow tests
+
+bench: $(ENV_STAMP) ## speed and memory against peer libraries (bench/README.md)
+	@for b in bench/*.py; do echo "== $$b"; python $$b; done
+
+lab: $(ENV_STAMP) ## open JupyterLab on the project's kernel
+	jupyter lab --notebook-dir=$(CURDIR)
+
+clean: ## remove built data, executed notebooks and reports (keeps .venv and data/raw)
+	rm -rf build data/interim/* data/processed/* reports
+	@touch data/interim/.gitkeep data/processed/.gitkeep
+
+clean-all: clean ## also remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,207 @@
+"""Sun and Abraham (2021) interaction-weighted event study.
+
+Step 1 (pyfixest): regress the outcome on unit and period effects, optional time-varying
+covariates (``x1 + sunab(...)`` in fixest) and a full set of cohort x event-time dummies,
+omitting event time ``reference`` (-1) for every cohort; the control cohort (never treated, or the
+last-treated cohort) gets no dummies. Each coefficient is a cohort-specific average treatment
+effect on the treated, CATT(g, e).
+
+Step 2: average the CATT(g, e) over cohorts with the cohorts' shares of the estimation sample at
+each event time, ``w_ge = n_ge / sum_g' n_g'e`` (``n`` counts observations, or sums ``weights``),
+exactly as fixest's ``sunab`` / ``aggregate(agg = "period")`` and pyfixest's saturated event study
+do. Standard errors come from the delta method with the regression's clustered covariance,
+treating the shares as known (as fixest does: "the cohort share in the sample is considered to be
+a perfect measure for the cohort share in the population"); Sun and Abraham's own variance adds
+a term for the estimated shares, which is negligible when cohorts are large.
+
+``control="never"`` (default) compares with never-treated units and, like fixest, drops units
+treated in or before the first period (always treated). ``control="last"`` uses the last-treated
+cohort (together with any never-treated units) as control and keeps only the periods before that
+cohort is treated, as Sun and Abraham suggest when no unit is never treated.
+
+Examples
+--------
+>>> import moderndid
+>>> mpdta = moderndid.load_mpdta().to_pandas()
+>>> es = sunab(mpdta, "lemp", "countyreal", "year", "first.treat")
+>>> es.tidy().set_index("event_time")["estimate"].round(4).to_dict()[0]
+-0.0199
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.results import EstimationResult, tidy_frame
+
+__all__ = ["sunab"]
+
+
+def _restrict_sample(panel: Panel, control: str, notes: list[str]) -> tuple[pd.DataFrame, float]:
+    """Apply the control-group rule; return the estimation frame and the control cohort."""
+    f = panel.frame
+    g = f["_g"].to_numpy()
+    t_min = f["_t"].min()
+    always = np.isfinite(g) & (g <= t_min)
+    if always.any():
+        notes.append(f"dropped {int(f.loc[always, '_i'].nunique())} unit(s) treated in or before the first period (always treated)")
+        f = f.loc[~always]
+        g = f["_g"].to_numpy()
+    if control == "never":
+        if not np.isinf(g).any():
+            raise ValueError(
+                f"control='never' needs never-treated units ('{panel.cohort}' 0 or missing); none found. "
+                "Use control='last' to compare with the last-treated cohort."
+            )
+        return f, np.inf
+    if control == "last":
+        finite = np.unique(g[np.isfinite(g)])
+        if finite.size < 2:
+            raise ValueError("control='last' needs at least two treated cohorts")
+        last = float(finite.max())
+        keep = f["_t"].to_numpy() < last
+        extra = " and the never-treated units" if np.isinf(g).any() else ""
+        notes.append(f"control: cohort {int(last)} (last treated){extra}; periods >= {int(last)} dropped")
+        f = f.loc[keep]
+        return f, last
+    raise ValueError(f"control must be 'never' or 'last', got {control!r}")
+
+
+def sunab(
+    data: Any,
+    outcome: str,
+    unit: str,
+    time: str,
+    cohort: str,
+    *,
+    covariates: str | Sequence[str] | None = None,
+    cluster: str | None = None,
+    control: str = "never",
+    reference: int = -1,
+    aggregate: str = "event",
+    weights: str | None = None,
+    alpha: float = 0.05,
+) -> EstimationResult:
+    """Sun-Abraham interaction-weighted event study (or its overall ATT).
+
+    Parameters
+    ----------
+    data
+        Long panel, balanced or not.
+    outcome, unit, time, cohort
+        Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
+    covariates
+        Time-varying controls entered linearly (fixest's ``y ~ x1 + sunab(cohort, period)``).
+    cluster
+        Column to cluster on (default ``unit``).
+    control
+        ``"never"`` or ``"last"`` (see the module docstring).
+    reference
+        Event time omitted for every cohort.
+    aggregate
+        ``"event"``: one row per event time. ``"att"``: one row, the average of all post-treatment
+        CATT(g, e) (e >= 0) weighted by their sample counts (fixest's ``agg = "att"``).
+    weights
+        Optional regression weights (also used for the cohort shares).
+    alpha
+        1 - confidence level.
+
+    Returns
+    -------
+    EstimationResult
+        Rows as chosen by ``aggregate`` with ``vcov``; ``meta['catt']`` is the tidy frame of the
+        CATT(g, e) (``cohort`` and ``event_time`` columns) and ``meta['weights']`` the share
+        of each (g, e) cell.
+
+    Examples
+    --------
+    >>> import moderndid
+    >>> mpdta = moderndid.load_mpdta().to_pandas()
+    >>> att = sunab(mpdta, "lemp", "countyreal", "year", "first.treat", aggregate="att")
+    >>> att.tidy()["term"].tolist()
+    ['ATT']
+    """
+    import pyfixest as pf
+
+    if aggregate not in ("event", "att"):
+        raise ValueError(f"aggregate must be 'event' or 'att', got {aggregate!r}")
+    panel = prepare_panel(
+        data, outcome=outcome, unit=unit, time=time, cohort=cohort,
+        covariates=covariates, cluster=cluster, weights=weights,
+    )
+    notes: list[str] = []
+    f, control_cohort = _restrict_sample(panel, control, notes)
+    g = f["_g"].to_numpy()
+    e = f["_e"].to_numpy()
+    treated = np.isfinite(g) & (g != control_cohort) & (e != reference)
+    cells = pd.DataFrame({"g": g[treated], "e": e[treated]}).drop_duplicates().sort_values(["g", "e"])
+    if cells.empty:
+        raise ValueError("no treated cohort-by-event-time cell to estimate")
+    cells["code"] = np.arange(1, len(cells) + 1)
+    code = np.zeros(len(f), dtype=np.int64)
+    lookup = cells.set_index(["g", "e"])["code"]
+    code[treated] = lookup.reindex(pd.MultiIndex.from_arrays([g[treated], e[treated]])).to_numpy()
+    f = f.assign(_cell=code)
+    xs = "".join(f" + {c}" for c in panel.xcols)
+    wcol = "_w" if weights is not None else None
+    fit = pf.feols(
+        f"_y ~ i(_cell, ref=0){xs} | _i + _t",
+        data=f, vcov={"CRV1": "_cl"}, weights=wcol, copy_data=False, store_data=False, lean=True,
+    )
+    notes += singleton_note(len(f), int(fit._N))
+    names = [str(c) for c in fit._coefnames]
+    pos = {int(n.split("::", 1)[1]): k for k, n in enumerate(names) if n.startswith("_cell::")}
+    kept = cells[cells["code"].isin(pos)].copy()
+    if len(kept) < len(cells):
+        lost = cells[~cells["code"].isin(pos)]
+        notes.append(f"{len(lost)} cohort x event-time cell(s) collinear and dropped: "
+                     + ", ".join(f"({int(a)}, {int(b)})" for a, b in zip(lost["g"], lost["e"])))
+    # cohort shares at each event time
+    w_obs = f["_w"].to_numpy() if weights is not None else np.ones(len(f))
+    cnt = pd.Series(w_obs[code > 0]).groupby(code[code > 0]).sum()
+    kept["n"] = cnt.reindex(kept["code"]).to_numpy()
+    kept["share"] = kept["n"] / kept.groupby("e")["n"].transform("sum")
+    idx = np.array([pos[c] for c in kept["code"]])
+    beta = np.asarray(fit._beta_hat)[idx]
+    Vb = np.asarray(fit._vcov)[np.ix_(idx, idx)]
+    df_t = float(fit._df_t)
+
+    catt = tidy_frame(
+        beta, np.sqrt(np.diag(Vb)),
+        term=[f"cohort::{int(a)}:event_time::{int(b)}" for a, b in zip(kept["g"], kept["e"])],
+        outcome=outcome, estimator="sunab_catt", n_obs=int(fit._N), alpha=alpha, df=df_t,
+        event_time=kept["e"].astype(np.int64).to_numpy(), cohort=kept["g"].astype(np.int64).to_numpy(),
+    )
+    meta = panel.meta(
+        reference_period=int(reference),
+        control=control,
+        catt=catt,
+        weights=kept[["g", "e", "n", "share"]].rename(columns={"g": "cohort", "e": "event_time"}).reset_index(drop=True),
+        variance="delta method, cohort shares treated as known (as fixest)",
+        notes=notes,
+    )
+    if aggregate == "att":
+        post = (kept["e"] >= 0).to_numpy()
+        if not post.any():
+            raise ValueError("no post-treatment cell to aggregate")
+        a = np.where(post, kept["n"].to_numpy(), 0.0)
+        a = a / a.sum()
+        est = float(a @ beta)
+        se = float(np.sqrt(a @ Vb @ a))
+        return scalar_result(est, se, term="ATT", outcome=outcome, estimator="sunab", n_obs=int(fit._N),
+                             alpha=alpha, df=df_t, meta=meta)
+    evs = np.sort(kept["e"].unique())
+    A = np.zeros((len(evs), len(kept)))
+    e_kept = kept["e"].to_numpy()
+    share = kept["share"].to_numpy()
+    for r, v in enumerate(evs):
+        A[r, e_kept == v] = share[e_kept == v]
+    return event_time_result(
+        evs.astype(np.int64), A @ beta, A @ Vb @ A.T, outcome=outcome, estimator="sunab",
+        n_obs=int(fit._N), alpha=alpha, df=df_t, meta=meta,
+    )

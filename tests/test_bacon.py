@@ -1,0 +1,103 @@
+"""Goodman-Bacon decomposition (analysis.did.bacon): the published R bacondecomp output on the
+Medicaid-expansion data, the decomposition identity, and diff-diff's implementation."""
+
+from __future__ import annotations
+
+import warnings
+
+import moderndid
+import pandas as pd
+import pytest
+
+from analysis.did.bacon import bacon_decomp
+from analysis.did.twfe import twfe
+from staggered_sim import simulate_staggered
+
+warnings.filterwarnings("ignore", module="pyfixest")
+
+# Mixtape Sessions, Advanced-DID, Exercises/Exercise-1/Solutions/medicaid-analysis-solutions-R.md
+# (commit 102d2d44), R bacondecomp: bacon(dins ~ postTreated, data = df, id_var = "stfips",
+# time_var = "year"); columns treated, untreated (99999 = never), estimate, weight.
+PUBLISHED_2X2 = [
+    (2016, 99999, 0.082728773, 0.0502256229), (2014, 99999, 0.074935691, 0.6215420836),
+    (2015, 99999, 0.046864475, 0.0824014126), (2017, 99999, 0.102274094, 0.0211889347),
+    (2019, 99999, 0.030943646, 0.0172650579), (2014, 2016, 0.050191048, 0.0258975868),
+    (2015, 2016, 0.004156228, 0.0020600353), (2017, 2016, 0.031975667, 0.0002942908),
+    (2019, 2016, 0.005429020, 0.0005885815), (2016, 2014, 0.054292531, 0.0172650579),
+    (2015, 2014, 0.030656579, 0.0161859918), (2017, 2014, 0.077060485, 0.0097115951),
+    (2019, 2014, 0.025483405, 0.0107906612), (2016, 2015, 0.041763062, 0.0011771630),
+    (2014, 2015, 0.066569262, 0.0194231901), (2017, 2015, 0.063993540, 0.0008828723),
+    (2019, 2015, 0.027470457, 0.0011771630), (2016, 2017, 0.014518637, 0.0007847754),
+    (2014, 2017, 0.048755447, 0.0194231901), (2015, 2017, 0.008627171, 0.0020600353),
+    (2019, 2017, 0.033588931, 0.0001961938), (2016, 2019, 0.090774537, 0.0047086521),
+    (2014, 2019, 0.088170864, 0.0647439670), (2015, 2019, 0.061097391, 0.0082401413),
+    (2017, 2019, 0.110885473, 0.0017657446),
+]
+PUBLISHED_TYPES = {  # type: (weight, avg_est)
+    "Earlier vs Later Treated": (0.14911, 0.06983),
+    "Later vs Earlier Treated": (0.05827, 0.04486),
+    "Treated vs Untreated": (0.79262, 0.07228),
+}
+
+
+@pytest.fixture(scope="module")
+def ehec() -> pd.DataFrame:
+    return moderndid.load_ehec().to_pandas()
+
+
+def test_matches_published_bacondecomp_on_ehec(ehec):
+    """Every one of the 25 2x2 estimates and weights equals R bacondecomp's published output
+    (to the 9-10 printed digits), and the by-type summary its 5-digit table."""
+    bd = bacon_decomp(ehec, "dins", "stfips", "year", "yexp2")
+    tab = bd.tidy()
+    tab["untreated"] = tab["control_cohort"].fillna(99999).astype(int)
+    got = tab.set_index(["cohort", "untreated"])
+    assert len(got) == len(PUBLISHED_2X2)
+    for treated, untreated, est, w in PUBLISHED_2X2:
+        assert abs(got.loc[(treated, untreated), "estimate"] - est) < 1e-9
+        assert abs(got.loc[(treated, untreated), "weight"] - w) < 1e-10
+    types = bd.by_type().set_index("type")
+    for kind, (w, avg) in PUBLISHED_TYPES.items():
+        assert abs(types.loc[kind, "weight"] - w) < 5e-6
+        assert abs(types.loc[kind, "avg_est"] - avg) < 5e-6
+
+
+def test_weights_sum_to_one_and_reproduce_twfe(ehec):
+    """Goodman-Bacon Theorem 1 on ehec, mpdta and a balanced simulated panel with an
+    always-treated group: weights are non-negative and sum to 1, and the weighted sum of the 2x2
+    estimates equals the static TWFE coefficient from pyfixest to 1e-8."""
+    mpdta = moderndid.load_mpdta().to_pandas()
+    sim = simulate_staggered(n_cells=40, firms_per_cell=5, unbalanced=False, seed=9,
+                             cohort_shares={2009: 0.15, 2014: 0.2, 2016: 0.2, 2018: 0.2, 0: 0.25},
+                             scale={2009: 2.0, 2014: 1.0, 2016: 0.5, 2018: 0.25})
+    cases = [(ehec, "dins", "stfips", "year", "yexp2"), (mpdta, "lemp", "countyreal", "year", "first.treat"),
+             (sim, "y", "firm", "year", "cohort")]
+    for df, y, i, t, g in cases:
+        bd = bacon_decomp(df, y, i, t, g)
+        tab = bd.tidy()
+        assert (tab["weight"] >= 0).all()
+        assert abs(tab["weight"].sum() - 1) < 1e-10
+        beta = twfe(df, y, i, t, g).tidy()["estimate"].iloc[0]
+        assert abs((tab["weight"] * tab["estimate"]).sum() - beta) < 1e-8
+        assert abs(bd.meta["twfe_estimate"] - beta) < 1e-8
+    assert "Later vs Always Treated" in set(bd.tidy()["type"])  # the simulated panel's 2009 cohort
+
+
+def test_equals_diff_diff_bacon_on_mpdta():
+    """diff-diff's ``bacon_decompose`` on mpdta: same TWFE estimate and weights by type (1e-10)."""
+    import diff_diff as dd
+
+    mpdta = moderndid.load_mpdta().to_pandas()
+    bd = bacon_decomp(mpdta, "lemp", "countyreal", "year", "first.treat").by_type().set_index("type")
+    ref = dd.bacon_decompose(mpdta.rename(columns={"first.treat": "g"}), outcome="lemp", unit="countyreal",
+                             time="year", first_treat="g")
+    assert abs(ref.twfe_estimate - bacon_decomp(mpdta, "lemp", "countyreal", "year", "first.treat").meta["twfe_estimate"]) < 1e-10
+    assert abs(bd.loc["Treated vs Untreated", "weight"] - ref.total_weight_treated_vs_never) < 1e-10
+    assert abs(bd.loc["Earlier vs Later Treated", "weight"] - ref.total_weight_earlier_vs_later) < 1e-10
+    assert abs(bd.loc["Later vs Earlier Treated", "weight"] - ref.total_weight_later_vs_earlier) < 1e-10
+
+
+def test_unbalanced_panel_is_refused(ehec):
+    """The decomposition is defined for balanced panels only: a clear error names the problem."""
+    with pytest.raises(ValueError, match="balanced panel: 1 of 46 units"):
+        bacon_decomp(ehec.iloc[1:], "dins", "stfips", "year", "yexp2")

@@ -1,0 +1,142 @@
+"""Infrastructure: parameter sets, atomic writes, the tidy result shape, dependency scanning.
+
+Reference values for confidence intervals and p-values come from scipy.stats (normal and t
+quantiles), computed independently of analysis.results.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.config import CONFIG_DIR, ROOT, ParameterError, deep_merge, load_params, write_stamps
+from analysis.deps import module_closure, notebook_imports
+from analysis.io import atomic_write, read_table, write_text
+from analysis.results import EstimationResult, check_tidy, combine, export_table, tidy_frame, wide_table
+
+
+# --- parameter sets ------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("effects_")), ids=lambda p: p.stem)
+def test_every_parameter_set_loads(path):
+    """Each parameter set in config/ merges over default.yaml without unknown keys (effects_*.yaml are
+    outcome-family specifications, checked in test_effects)."""
+    params = load_params(path.stem)
+    assert params["config"] == path.stem
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ParameterError, match=r"unknown parameter 'did.clustr'"):
+        deep_merge({"did": {"cluster": "x"}}, {"did": {"clustr": "y"}})
+
+
+def test_missing_parameter_file_lists_the_available_ones():
+    with pytest.raises(ParameterError, match="not found; available: .*small"):
+        load_params("no_such_set")
+
+
+def test_stamps_change_only_with_their_section(tmp_path, monkeypatch):
+    """Parameter stamps are rewritten only for the sections whose values changed."""
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "default.yaml").write_text((CONFIG_DIR / "default.yaml").read_text())
+    (cfg / "x.yaml").write_text("did: {alpha: 0.1}\n")
+    monkeypatch.setattr("analysis.config.CONFIG_DIR", cfg)
+    first = {p.stem for p in write_stamps("x", tmp_path / "stamps")}
+    assert {"did", "world", "data", "seed", "tfp"} <= first
+    assert write_stamps("x", tmp_path / "stamps") == []
+    (cfg / "x.yaml").write_text("did: {alpha: 0.2}\n")
+    assert [p.stem for p in write_stamps("x", tmp_path / "stamps")] == ["did"]
+    assert json.loads((tmp_path / "stamps" / "did.json").read_text())["alpha"] == 0.2
+
+
+# --- atomic writes ---------------------------------------------------------------------------------
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    """A write that fails midway leaves neither the target nor a temporary file."""
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = write_text("old", tmp_path / "a.txt")
+    with pytest.raises(ValueError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("new")
+            raise ValueError
+    assert target.read_text() == "old"
+
+
+def test_read_table_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        read_table(tmp_path / "missing.csv")
+    (tmp_path / "x.sav").write_text("")
+    with pytest.raises(ValueError, match=r"x.sav: unsupported suffix"):
+        read_table(tmp_path / "x.sav")
+
+
+# --- the tidy result shape -------------------------------------------------------------------------
+def test_tidy_frame_normal_and_t_inference():
+    """Bounds = estimate -/+ quantile * se and two-sided p-values, against scipy.stats."""
+    t = tidy_frame([1.0, -0.5], [0.4, 0.25], term=["a", "b"], outcome="y", estimator="ols", n_obs=50)
+    z = stats.norm.ppf(0.975)
+    assert t["conf_low"].tolist() == pytest.approx([1 - z * 0.4, -0.5 - z * 0.25])
+    assert t["p_value"].tolist() == pytest.approx([2 * stats.norm.sf(2.5), 2 * stats.norm.sf(2.0)])
+    t2 = tidy_frame([1.0], [0.4], term="a", outcome="y", estimator="ols", n_obs=50, df=10, alpha=0.1)
+    assert t2["conf_high"].item() == pytest.approx(1 + stats.t(10).ppf(0.95) * 0.4)
+    assert t2["p_value"].item() == pytest.approx(2 * stats.t(10).sf(2.5))
+
+
+def test_uniform_band_critical_value():
+    t = tidy_frame([0.0, 1.0], [1.0, 1.0], term=["a", "b"], outcome="y", estimator="cs", n_obs=1, crit=2.7)
+    assert t["conf_high"].tolist() == [2.7, 3.7]
+
+
+def test_result_slices_one_table():
+    res = EstimationResult.from_estimates(estimate=[0.2, 0.3], std_error=[0.1, 0.1], term=["x", "z"], outcome="y",
+                                          estimator="ols", n_obs=10, vcov=np.eye(2) * 0.01, event_time=[0, 1])
+    assert res.coef().to_dict() == {"x": 0.2, "z": 0.3}
+    assert res.se()["z"] == 0.1
+    assert list(res.tidy().columns[:9]) == ["outcome", "estimator", "term", "estimate", "std_error", "conf_low", "conf_high", "p_value", "n_obs"]
+    assert "event_time" in res.tidy()
+    assert res.vcov.loc["x", "x"] == 0.01
+    assert "ols: y" in repr(res) and "<table" in res._repr_html_()
+
+
+def test_check_tidy_names_missing_columns():
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['p_value', 'n_obs'\]"):
+        check_tidy(pd.DataFrame(columns=["outcome", "estimator", "term", "estimate", "std_error", "conf_low", "conf_high"]))
+
+
+def test_wide_table_and_export(tmp_path):
+    """A paper table: estimates with stars over standard errors; CSV and booktabs LaTeX written."""
+    a = tidy_frame([0.1, 0.02], [0.02, 0.05], term="ATT", outcome=["tfp", "patents"], estimator="cs", n_obs=[500, 400])
+    b = a.assign(estimator="twfe", estimate=[0.05, 0.01])
+    wide = wide_table(combine([a, b]))
+    assert wide.loc["cs", "tfp"] == "0.100***" and wide.loc["cs (s.e.)", "tfp"] == "(0.020)"
+    assert wide.loc["Observations", "patents"] == "400"
+    paths = export_table(wide, "headline", directory=tmp_path, caption="Headline")
+    tex = paths["tex"].read_text()
+    assert r"\toprule" in tex and r"\caption{Headline}" in tex and "0.100***" in tex
+    assert pd.read_csv(paths["csv"], index_col=0).loc["cs", "tfp"] == "0.100***"
+
+
+# --- dependency scanning for make ------------------------------------------------------------------
+def test_dependency_closure_is_transitive():
+    """A notebook importing analysis.panel depends on schema, simulate, io and config through it."""
+    src = ROOT / "src"
+    files = {p.name for p in module_closure(src, {"analysis.panel"})}
+    assert {"panel.py", "schema.py", "simulate.py", "io.py", "config.py", "__init__.py"} <= files
+    assert "plots.py" not in files
+
+
+def test_notebook_imports_are_found():
+    mods = notebook_imports(ROOT / "notebooks" / "02_descriptives.ipynb")
+    assert {"analysis.describe", "analysis.plots", "analysis.panel"} <= mods
