@@ -74,10 +74,14 @@ class CSPanel:
         return bool(np.isfinite(self.y).all())
 
 
+def _scalar(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
 def _show(values: Sequence[Any] | np.ndarray) -> str:
     vals = list(values)
     more = f" and {len(vals) - _MAX_SHOWN} more" if len(vals) > _MAX_SHOWN else ""
-    return ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in vals[:_MAX_SHOWN]) + more
+    return ", ".join(repr(_scalar(v)) for v in vals[:_MAX_SHOWN]) + more
 
 
 def _numeric(data: pd.DataFrame, col: str, role: str) -> np.ndarray:
@@ -178,12 +182,12 @@ def prepare_panel(
     counts = np.bincount(key, minlength=n_units * n_times)
     if counts.max() > 1:
         dup = np.flatnonzero(counts > 1)
-        pairs = [(unit_ids[k // n_times], times[k % n_times]) for k in dup[:_MAX_SHOWN]]
+        pairs = ", ".join(f"({_scalar(unit_ids[k // n_times])!r}, {times[k % n_times]:g})" for k in dup[:_MAX_SHOWN])
         raise ValueError(f"duplicate ({unit!r}, {time!r}) rows: {dup.size} unit-period pair(s) appear more than once, e.g. {pairs}")
 
     # -- cohort -----------------------------------------------------------------------------
     g_all = _numeric(data, cohort, "cohort")
-    g_all[~np.isfinite(g_all)] = 0.0
+    g_all = np.where(np.isfinite(g_all), g_all, 0.0)
     if (g_all < 0).any():
         rows = np.flatnonzero(g_all < 0)
         raise ValueError(f"cohort column {cohort!r} has negative values in {rows.size} row(s); use 0 or missing for never treated")
