@@ -31,8 +31,8 @@ _PS_CAP = 1 - 1e-6
 _PS_TRIM = 0.995
 #: R did sets a cell to NA when a propensity score reaches this (overlap violated)
 _PS_OVERLAP = 0.999
-#: cap on n_units x cells_per_chunk, to bound the temporaries (about 8 bytes x this x 12)
-_CHUNK_ELEMS = 4_000_000
+#: cap on n_units x cells_per_chunk, to bound the temporaries (about 8 bytes x this x 15)
+_CHUNK_ELEMS = 2_000_000
 
 
 @dataclass
@@ -70,14 +70,20 @@ class _Design:
 
     def __init__(self, x: np.ndarray, cov_idx: np.ndarray):
         self.k = x.shape[-1]
+        self.n = x.shape[0]
+        periods = np.unique(cov_idx)
         if x.ndim == 2:
-            self.blocks = [(np.arange(cov_idx.size), x)]
+            self.blocks: list[tuple[slice | np.ndarray, np.ndarray]] = [(slice(None), x)]
+        elif periods.size == 1:
+            self.blocks = [(slice(None), np.nan_to_num(x[:, periods[0], :]))]
         else:
-            self.blocks = [(np.flatnonzero(cov_idx == p), np.nan_to_num(x[:, p, :])) for p in np.unique(cov_idx)]
-        self._xx = [(X[:, :, None] * X[:, None, :]).reshape(X.shape[0], -1) for _, X in self.blocks]
+            self.blocks = [(np.flatnonzero(cov_idx == p), np.nan_to_num(x[:, p, :])) for p in periods]
+        self._xx: list[np.ndarray] | None = None
 
     def gram(self, v: np.ndarray) -> np.ndarray:
         """``K x k x k``: sum_i v_ic x_i x_i' for each cell c."""
+        if self._xx is None:
+            self._xx = [(X[:, :, None] * X[:, None, :]).reshape(self.n, -1) for _, X in self.blocks]
         out = np.empty((v.shape[1], self.k, self.k))
         for (cols, _), xx in zip(self.blocks, self._xx, strict=True):
             out[cols] = (xx.T @ v[:, cols]).T.reshape(-1, self.k, self.k)
@@ -92,11 +98,32 @@ class _Design:
 
     def xb(self, b: np.ndarray) -> np.ndarray:
         """``n x K``: x_i' b_c for each cell c."""
-        n = self.blocks[0][1].shape[0]
-        out = np.empty((n, b.shape[0]))
+        if len(self.blocks) == 1:
+            return self.blocks[0][1] @ b.T
+        out = np.empty((self.n, b.shape[0]))
         for cols, X in self.blocks:
             out[:, cols] = X @ b[cols].T
         return out
+
+
+def _unique_columns(*masks: np.ndarray, tag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the distinct columns of the boolean ``masks`` (with ``tag``) and the inverse map.
+
+    Cells that share their sample, treated units and covariate period share their propensity
+    score and control-group regression design (e.g. all cells of a cohort in a balanced panel
+    with never-treated controls), so these are fitted once.
+    """
+    packed = [np.packbits(m, axis=0) for m in masks]
+    first: dict[bytes, int] = {}
+    inverse = np.empty(tag.size, dtype=np.intp)
+    uniq: list[int] = []
+    for j in range(tag.size):
+        key = b"".join(p[:, j].tobytes() for p in packed) + int(tag[j]).to_bytes(8, "little")
+        if key not in first:
+            first[key] = len(uniq)
+            uniq.append(j)
+        inverse[j] = first[key]
+    return np.array(uniq, dtype=np.intp), inverse
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,9 +148,12 @@ def _logit(design: _Design, d: np.ndarray, ws: np.ndarray, max_iter: int = 50, t
     converged = failed.copy()
     for _ in range(max_iter):
         p = expit(design.xb(beta))
-        grad = design.xtv(ws * (d - p))
-        hess = design.gram(ws * p * (1 - p))
-        step, singular = _solve(hess, grad)
+        resid = d - p
+        resid *= ws
+        grad = design.xtv(resid)
+        p *= 1 - p
+        p *= ws
+        step, singular = _solve(design.gram(p), grad)
         failed |= singular & ~converged
         step[failed | converged] = 0.0
         beta += step
@@ -162,8 +192,7 @@ def estimate_cells(panel: CSPanel, plan: CellPlan, *, method: str, control: str)
             ctrl = _control_mask(panel.cohort, never, g, plan.threshold[cols], control) & obs
             n_treat[cols] = treated.sum(0)
             n_ctrl[cols] = ctrl.sum(0)
-            design = _Design(panel.x, plan.cov_idx[cols])
-            att[cols], psi[:, cols], reason = _with_covariates(dy, treated, ctrl, panel.weights, n, design, method)
+            att[cols], psi[:, cols], reason = _with_covariates(dy, treated, ctrl, panel.weights, n, panel.x, plan.cov_idx[cols], method)
             for j in np.flatnonzero(reason != ""):
                 problems.append(f"ATT({g[j]:g},{plan.time[cols][j]:g}): {reason[j]}")
 
@@ -240,70 +269,85 @@ def _diff_in_means(panel: CSPanel, plan: CellPlan, control: str) -> tuple[np.nda
 
 
 def _with_covariates(
-    dy: np.ndarray, treated: np.ndarray, ctrl: np.ndarray, w: np.ndarray, n: int, design: _Design, method: str
+    dy: np.ndarray, treated: np.ndarray, ctrl: np.ndarray, w: np.ndarray, n: int, x: np.ndarray, cov_idx: np.ndarray, method: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """DR / IPW / REG with covariates for a chunk of cells. Returns att, psi and NaN reasons."""
+    """DR / IPW / REG with covariates for a chunk of cells. Returns att, psi and NaN reasons.
+
+    With sums over each cell's units (R's means times ``n_c``; ``n`` = all units)::
+
+        DR:  psi = n [ wT (e - eta_T) / S_T - wC (e - eta_C) / S_C
+                       - w(1-D) e x'G^{-1} (M1 / S_T - M3 / S_C) - w (D - p) x'H^{-1} M2 / S_C ]
+
+    with ``e = dY - x'beta`` (OLS of dY on x over controls, Gram ``G``), ``p`` the logit
+    propensity score (information ``H``), ``wT = w D``, ``wC = w p / (1 - p)`` over untrimmed
+    controls, ``M1 = sum wT x``, ``M3 = sum wC x``, ``M2 = sum wC (e - eta_C) x``. IPW drops the
+    OLS terms (``e = dY``), REG the propensity-score terms (``drdid_panel``, ``std_ipw_did_panel``,
+    ``reg_did_panel`` of R DRDID 1.2).
+    """
     n_cells = dy.shape[1]
     reason = np.full(n_cells, "", dtype=object)
-    d = treated.astype(float)
-    ws = np.where(treated | ctrl, w[:, None], 0.0)  # weights of the cell's sample
-    w_ctrl = np.where(ctrl, w[:, None], 0.0)
-    w_treat = ws * d
-
+    design = _Design(x, cov_idx)
+    w_col = w[:, None]
+    w_ctrl = np.where(ctrl, w_col, 0.0)
+    w_treat = np.where(treated, w_col, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
+        s_t = w_treat.sum(0)
         if method in ("dr", "reg"):
-            gram_c = design.gram(w_ctrl)
-            gram_c_inv_m, singular = _solve_inv(gram_c)
+            uc, inv_c = _unique_columns(ctrl, tag=cov_idx)
+            gram_inv_u, singular = _solve_inv(_Design(x, cov_idx[uc]).gram(w_ctrl[:, uc]))
+            gram_inv, singular = gram_inv_u[inv_c], singular[inv_c]
             reason[singular] = "covariate matrix of the control units is singular or ill-conditioned"
-            beta = np.einsum("ckl,cl->ck", gram_c_inv_m, design.xtv(w_ctrl * dy))
-            out_delta = design.xb(np.nan_to_num(beta))
-            resid = dy - out_delta
+            beta = np.einsum("ckl,cl->ck", gram_inv, design.xtv(w_ctrl * dy))
+            fitted = design.xb(np.nan_to_num(beta))
+            resid = dy - fitted
             ols_lin = w_ctrl * resid  # per-unit factor of the OLS asymptotic linear representation
         if method in ("dr", "ipw"):
-            _, ps, failed = _logit(design, d, ws)
-            reason[failed & (reason == "")] = "propensity-score logit failed (singular information matrix)"
-            ps = np.minimum(ps, _PS_CAP)
-            in_sample = ws > 0
-            overlap = np.where(in_sample, ps, 0.0).max(axis=0) >= _PS_OVERLAP
-            reason[overlap & (reason == "")] = f"overlap violated (a propensity score >= {_PS_OVERLAP})"
-            keep = ~(ctrl & (ps >= _PS_TRIM))
-            w_cont = np.where(keep & ctrl, w[:, None] * ps / (1 - ps), 0.0)
-            hess_inv, sing_h = _solve_inv(design.gram(ws * ps * (1 - ps)))
-            reason[sing_h & (reason == "")] = "propensity-score information matrix is singular"
-            ps_lin = ws * (d - ps)
-
-        s_t = w_treat.sum(0)
-        if method == "dr":
+            up, inv_p = _unique_columns(treated, ctrl, tag=cov_idx)
+            design_u = _Design(x, cov_idx[up])
+            ws_u = w_treat[:, up] + w_ctrl[:, up]
+            _, ps_u, failed = _logit(design_u, treated[:, up].astype(float), ws_u)
+            np.minimum(ps_u, _PS_CAP, out=ps_u)
+            hess_inv_u, sing_h = _solve_inv(design_u.gram(ws_u * ps_u * (1 - ps_u)))
+            overlap = np.where(ws_u > 0, ps_u, 0.0).max(axis=0) >= _PS_OVERLAP
+            for flag, text in ((failed, "propensity-score logit failed (singular information matrix)"),
+                               (overlap, f"overlap violated (a propensity score >= {_PS_OVERLAP})"),
+                               (sing_h, "propensity-score information matrix is singular")):
+                hit = flag[inv_p] & (reason == "")
+                reason[hit] = text
+            ps = ps_u[:, inv_p]
+            hess_inv = hess_inv_u[inv_p]
+            w_cont = np.where(ctrl & (ps < _PS_TRIM), w_col * ps / (1 - ps), 0.0)
+            ps_lin = treated - ps  # w (D - p) over the cell's sample
+            ps_lin *= w_treat + w_ctrl
             s_c = w_cont.sum(0)
+
+        if method == "dr":
             eta_t = np.einsum("ik,ik->k", w_treat, resid) / s_t
             eta_c = np.einsum("ik,ik->k", w_cont, resid) / s_c
-            att = eta_t - eta_c
-            m1 = design.xtv(w_treat)
+            a_ols = np.einsum("ckl,cl->ck", gram_inv, design.xtv(w_treat) / s_t[:, None] - design.xtv(w_cont) / s_c[:, None])
             m2 = design.xtv(w_cont * (resid - eta_c))
-            m3 = design.xtv(w_cont)
-            a1 = np.einsum("ckl,cl->ck", gram_c_inv_m, m1)
-            a3 = np.einsum("ckl,cl->ck", gram_c_inv_m, m3)
-            h2 = np.einsum("ckl,cl->ck", hess_inv, m2)
-            inf_treat = (w_treat * (resid - eta_t) - ols_lin * design.xb(np.nan_to_num(a1))) / s_t
-            inf_ctrl = (w_cont * (resid - eta_c) + ps_lin * design.xb(np.nan_to_num(h2)) - ols_lin * design.xb(np.nan_to_num(a3))) / s_c
+            h_ps = np.einsum("ckl,cl->ck", hess_inv, m2) / s_c[:, None]
+            psi = w_treat * (resid - eta_t) / s_t
+            psi -= w_cont * (resid - eta_c) / s_c
+            psi -= ols_lin * design.xb(np.nan_to_num(a_ols))
+            psi -= ps_lin * design.xb(np.nan_to_num(h_ps))
         elif method == "ipw":
-            s_c = w_cont.sum(0)
             eta_t = np.einsum("ik,ik->k", w_treat, dy) / s_t
             eta_c = np.einsum("ik,ik->k", w_cont, dy) / s_c
-            att = eta_t - eta_c
-            h2 = np.einsum("ckl,cl->ck", hess_inv, design.xtv(w_cont * (dy - eta_c)))
-            inf_treat = w_treat * (dy - eta_t) / s_t
-            inf_ctrl = (w_cont * (dy - eta_c) + ps_lin * design.xb(np.nan_to_num(h2))) / s_c
+            h_ps = np.einsum("ckl,cl->ck", hess_inv, design.xtv(w_cont * (dy - eta_c))) / s_c[:, None]
+            psi = w_treat * (dy - eta_t) / s_t
+            psi -= w_cont * (dy - eta_c) / s_c
+            psi -= ps_lin * design.xb(np.nan_to_num(h_ps))
         elif method == "reg":
             eta_t = np.einsum("ik,ik->k", w_treat, dy) / s_t
-            eta_c = np.einsum("ik,ik->k", w_treat, out_delta) / s_t
-            att = eta_t - eta_c
-            a1 = np.einsum("ckl,cl->ck", gram_c_inv_m, design.xtv(w_treat))
-            inf_treat = w_treat * (dy - eta_t) / s_t
-            inf_ctrl = (w_treat * (out_delta - eta_c) + ols_lin * design.xb(np.nan_to_num(a1))) / s_t
+            eta_c = np.einsum("ik,ik->k", w_treat, fitted) / s_t
+            a_ols = np.einsum("ckl,cl->ck", gram_inv, design.xtv(w_treat)) / s_t[:, None]
+            psi = w_treat * (dy - eta_t - fitted + eta_c) / s_t
+            psi -= ols_lin * design.xb(np.nan_to_num(a_ols))
         else:  # pragma: no cover - validated by the caller
             raise ValueError(method)
-        psi = n * (inf_treat - inf_ctrl)
+        psi *= n
+    att = eta_t - eta_c
     att[reason != ""] = np.nan
     return att, psi, reason
 
