@@ -358,6 +358,7 @@ def test_event_study_vcov(baseline):
     np.testing.assert_allclose(np.sqrt(np.diag(v)), t["std_error"], rtol=1e-12)
     assert np.linalg.eigvalsh(v.to_numpy()).min() > -1e-12
     assert es.influence.shape == (500, len(t))
+    assert sorted(es.units) == sorted(baseline.units) and len(set(es.units)) == 500
 
 
 def test_result_shape(baseline):

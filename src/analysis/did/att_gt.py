@@ -18,7 +18,9 @@ observed in both ``t`` and its base period (treated cohort and controls alike); 
 influence function of a unit outside that comparison is zero for that cell, and the cells'
 influence functions are stacked by unit, so the covariance of the cells, and of every
 aggregation, accounts for the same unit appearing in many cells. The aggregation weights are the
-cohort shares among all units. On a balanced panel this is exactly R ``did``. R ``did`` instead
+cohort shares among all units (R's ``P(G = g)``; diff-diff instead weights each cell by its number
+of treated units observed, so its aggregations of an unbalanced panel differ slightly while its
+ATT(g,t) and their standard errors equal ours). On a balanced panel this is exactly R ``did``. R ``did`` instead
 drops every unit with a gap (default) or, with ``allow_unbalanced_panel=TRUE``, treats the two
 periods as repeated cross sections; the latter does not difference out the unit's own level
 and so is noisier, and both differ from this estimator on unbalanced data. diff-diff's default
@@ -77,6 +79,7 @@ class _Context:
     n_boot: int
     seed: int
     cband: bool
+    units: np.ndarray
 
 
 def _inference(psi: np.ndarray, ctx: _Context, *, cband: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,10 +122,11 @@ class AggregatedResult(EstimationResult):
 
     ``vcov`` is the covariance of all rows (including the overall ``ATT`` row) from the
     influence functions, clustered as the ATT(g,t) were; ``influence`` holds those influence
-    functions (``n_units x rows``, R ``did`` scaling).
+    functions (``n_units x rows``, R ``did`` scaling), one row per unit of ``units``.
     """
 
     influence: np.ndarray | None = field(default=None, repr=False)
+    units: np.ndarray | None = field(default=None, repr=False)
     kind: str = ""
 
 
@@ -135,9 +139,12 @@ class ATTgtResult(EstimationResult):
     influence
         ``n_units x n_cells`` influence functions (R ``did`` scaling:
         ``ATT_hat - ATT ~= influence.sum(0) / n_units``); NaN columns for cells not estimated.
+    units
+        The unit labels of the rows of ``influence`` (units are ordered by cohort).
     """
 
     influence: np.ndarray | None = field(default=None, repr=False)
+    units: np.ndarray | None = field(default=None, repr=False)
     _context: _Context | None = field(default=None, repr=False)
 
     def aggregate(
@@ -243,6 +250,7 @@ class ATTgtResult(EstimationResult):
             meta=meta,
             title=f"Callaway-Sant'Anna {title}: {ctx.outcome}",
             influence=agg.influence,
+            units=ctx.units,
             kind=kind,
         )
 
@@ -381,6 +389,7 @@ def att_gt(
         n_boot=int(n_boot),
         seed=seed,
         cband=cband,
+        units=panel.unit_ids,
     )
     se, crit, v = _inference(est.psi, ctx)
     terms = [f"ATT({g:g},{t:g})" for g, t in zip(plan.group, plan.time, strict=True)]
@@ -404,6 +413,7 @@ def att_gt(
         meta=meta,
         title=f"Callaway-Sant'Anna ATT(g,t): {outcome}",
         influence=est.psi,
+        units=panel.unit_ids,
         _context=ctx,
     )
 
