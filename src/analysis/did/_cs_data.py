@@ -184,6 +184,7 @@ def prepare_panel(
         dup = np.flatnonzero(counts > 1)
         pairs = ", ".join(f"({_scalar(unit_ids[k // n_times])!r}, {times[k % n_times]:g})" for k in dup[:_MAX_SHOWN])
         raise ValueError(f"duplicate ({unit!r}, {time!r}) rows: {dup.size} unit-period pair(s) appear more than once, e.g. {pairs}")
+    del counts, t_all  # free row-length temporaries early: later allocations reuse their pages
 
     # -- cohort -----------------------------------------------------------------------------
     g_all = _numeric(data, cohort, "cohort")
@@ -192,6 +193,7 @@ def prepare_panel(
         rows = np.flatnonzero(g_all < 0)
         raise ValueError(f"cohort column {cohort!r} has negative values in {rows.size} row(s); use 0 or missing for never treated")
     g_unit = _constant_within(unit_codes, g_all, n_units, cohort, unit, unit_ids, "cohort")
+    del g_all
 
     # -- weights and cluster --------------------------------------------------------------------
     if weights is not None:
@@ -232,6 +234,7 @@ def prepare_panel(
     y = np.full((n_units, n_times), np.nan)
     all_kept = bool(keep.all())
     y.ravel()[key if all_kept else key[keep]] = y_all if all_kept else y_all[keep]
+    del key, y_all
 
     x: np.ndarray | None = None
     if x_all is not None:
