@@ -55,7 +55,7 @@ from scipy import stats
 from analysis.did._cs_aggregate import KINDS, aggregate_cells
 from analysis.did._cs_data import CSPanel, plan_cells, prepare_panel
 from analysis.did._cs_estimators import estimate_cells
-from analysis.inference import _SE_TINY, multiplier_bootstrap, vcov_from_if
+from analysis.inference import _SE_TINY, blas_threads, multiplier_bootstrap, vcov_from_if
 from analysis.results import EstimationResult, tidy_frame
 
 __all__ = ["att_gt", "ATTgtResult", "AggregatedResult"]
@@ -199,19 +199,20 @@ class ATTgtResult(EstimationResult):
         if balance_e is not None and (int(balance_e) != balance_e or balance_e < 0):
             raise ValueError(f"balance_e must be a non-negative integer, got {balance_e!r}")
         cells = self.table
-        agg = aggregate_cells(
-            kind,
-            att=cells["estimate"].to_numpy(dtype=float),
-            psi=self.influence,
-            cell_group=cells["cohort"].to_numpy(dtype=float),
-            cell_time=cells["time"].to_numpy(dtype=float),
-            unit_cohort=ctx.unit_cohort,
-            unit_weights=ctx.unit_weights,
-            times=ctx.times,
-            balance_e=balance_e,
-            min_e=min_e,
-            max_e=max_e,
-        )
+        with blas_threads():
+            agg = aggregate_cells(
+                kind,
+                att=cells["estimate"].to_numpy(dtype=float),
+                psi=self.influence,
+                cell_group=cells["cohort"].to_numpy(dtype=float),
+                cell_time=cells["time"].to_numpy(dtype=float),
+                unit_cohort=ctx.unit_cohort,
+                unit_weights=ctx.unit_weights,
+                times=ctx.times,
+                balance_e=balance_e,
+                min_e=min_e,
+                max_e=max_e,
+            )
         rows = ~agg.overall
         se, crit, v = _inference(agg.influence, ctx, cband=False)
         if ctx.n_boot > 0 and ctx.cband and rows.any():
@@ -373,7 +374,8 @@ def att_gt(
         control=control_key,
     )
     plan = plan_cells(panel.times, panel.treated_groups, base_period=base_period, anticipation=anticipation)
-    est = estimate_cells(panel, plan, method=method, control=control_key)
+    with blas_threads():
+        est = estimate_cells(panel, plan, method=method, control=control_key)
     if est.problems:
         shown = "; ".join(est.problems[:5]) + (f"; and {len(est.problems) - 5} more" if len(est.problems) > 5 else "")
         warnings.warn(f"{len(est.problems)} ATT(g,t) could not be estimated and are NaN: {shown}", RuntimeWarning, stacklevel=2)
