@@ -2,8 +2,9 @@
 
 Each cell ``c`` compares the change ``dY_ic = Y_i,t(c) - Y_i,b(c)`` of its treated cohort with
 that of its controls, over the units observed in both periods. All cells are computed together
-on ``n_units x n_cells`` arrays (columns = cells), in chunks of columns that bound memory; there
-is no per-cell Python or pandas work. The formulas are those of Sant'Anna and Zhao (2020) as
+on ``units x cells`` arrays (columns = cells): without covariates block by block of cohorts (units
+are sorted by cohort), with covariates in chunks of columns that bound memory; there is no
+per-cell Python or pandas work. The formulas are those of Sant'Anna and Zhao (2020) as
 implemented in R ``DRDID`` 1.2 (``drdid_panel``, ``std_ipw_did_panel``, ``reg_did_panel``), the
 estimators R ``did::att_gt`` calls, written with sums instead of means: the influence function
 returned is R ``did``'s, ``psi_i = (n / n_c) * phi_i`` with ``phi`` the 2x2 influence function on
