@@ -130,8 +130,13 @@ def child(tool: str, task: str, path: str) -> None:
 # -- driver ---------------------------------------------------------------------------------
 
 
-def measure(tool: str, task: str, path: Path) -> dict:
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS", "POLARS_MAX_THREADS")
+
+
+def measure(tool: str, task: str, path: Path, single_thread: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if single_thread:
+        env.update(dict.fromkeys(THREAD_VARS, "1"))
     proc = subprocess.run([sys.executable, __file__, "--child", tool, task, str(path)], capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
@@ -161,20 +166,27 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GB RAM, {platform.system()} {platform.release()}"
 
 
-def run(sizes: list[int], tools: list[str], tasks: list[str], repeats: int) -> pd.DataFrame:
+def run(sizes: list[int], tools: list[str], tasks: list[str], repeats: int, single_thread: bool = False) -> pd.DataFrame:
+    """Measure every (size, task, tool); repeats are interleaved (round robin over tools) so that
+    a burst of load on a shared machine hits all libraries alike."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             path = Path(tmp) / f"panel_{n}.parquet"
             simulate(n).to_parquet(path)
+            runs: dict[tuple[str, str], list[dict]] = {(task, tool): [] for task in tasks for tool in tools}
+            for _ in range(repeats):
+                for task in tasks:
+                    for tool in tools:
+                        runs[task, tool].append(measure(tool, task, path, single_thread))
             for task in tasks:
                 ref_att = None
                 for tool in tools:
-                    runs = [measure(tool, task, path) for _ in range(repeats)]
-                    ok = [r for r in runs if "error" not in r]
+                    ok = [r for r in runs[task, tool] if "error" not in r]
                     if not ok:
-                        rows.append({"firms": n, "task": task, "tool": tool, "error": runs[0]["error"]})
-                        print(f"{n:>8,} {task:6s} {tool:10s} FAILED: {runs[0]['error']}", flush=True)
+                        err = runs[task, tool][0]["error"]
+                        rows.append({"firms": n, "task": task, "tool": tool, "error": err})
+                        print(f"{n:>8,} {task:6s} {tool:10s} FAILED: {err}", flush=True)
                         continue
                     att = np.array(ok[0]["att"])
                     if tool == "ours":
@@ -200,9 +212,14 @@ def run(sizes: list[int], tools: list[str], tasks: list[str], repeats: int) -> p
     return table
 
 
-def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str) -> str:
+def _heading(single_thread: bool) -> str:
+    mode = "one thread each" if single_thread else "default threads"
+    return f"## Callaway-Sant'Anna ATT(g,t): `analysis.did.att_gt` vs diff-diff, moderndid, csdid ({mode})"
+
+
+def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str, single_thread: bool = False) -> str:
     lines = [
-        "## Callaway-Sant'Anna ATT(g,t): `analysis.did.att_gt` vs diff-diff, moderndid, csdid",
+        _heading(single_thread),
         "",
         f"Run `python bench/did.py --write` ({dt.date.today().isoformat()}). Machine: {_machine()}; load average before the run: {load}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()) + ".",
@@ -214,6 +231,9 @@ def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str) 
         "(interpreter, imports and data included), `added` the peak minus the resident memory just before the",
         "timed call. `attgt` = all ATT(g,t) with SEs; `event` = the same plus the event-study aggregation.",
         "`|ATT - ours|` = largest difference of the sorted ATT(g,t) from ours.",
+        "Threads: "
+        + ("every library limited to one thread (" + ", ".join(THREAD_VARS) + " = 1)." if single_thread else "library defaults (ours caps BLAS at one thread itself).")
+        + " Runs are interleaved across libraries.",
         "",
         "| firms | task | library | median time (s) | fastest (s) | median time / ours | peak (GB) | added (GB) | max abs ATT diff |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|",
@@ -234,10 +254,10 @@ def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str) 
 
 
 def write_readme(section: str) -> None:
-    """Replace (or append) the Callaway-Sant'Anna section of bench/README.md."""
+    """Replace (or append) this section (same heading) of bench/README.md."""
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else "# Benchmarks\n\nSpeed and memory against peer libraries, measured side by side in one run.\n"
-    marker = "## Callaway-Sant'Anna ATT(g,t)"
+    marker = section.splitlines()[0]
     if marker in text:
         start = text.index(marker)
         nxt = text.find("\n## ", start + len(marker))
@@ -256,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="write the section into bench/README.md")
+    parser.add_argument("--single-thread", action="store_true", help="limit every library to one thread (robust on a busy machine)")
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "TASK", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -263,8 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average: {load}; {_machine()}")
-    table = run(args.sizes, args.tools, args.tasks, args.repeats)
-    section = to_markdown(table, args.sizes, args.repeats, load)
+    table = run(args.sizes, args.tools, args.tasks, args.repeats, args.single_thread)
+    section = to_markdown(table, args.sizes, args.repeats, load, args.single_thread)
     print()
     print(section)
     if args.write:
