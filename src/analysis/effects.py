@@ -131,6 +131,10 @@ def run_estimator(
 ) -> dict[str, EstimationResult]:
     """Run one estimator; return its overall ATT (``"simple"``) and event study (``"event"``).
 
+    Stacked DiD uses the window ``[window[0], 0]``: it keeps only sub-experiments with a complete
+    window, and with the data ending in the last cohort's first treated year a longer window
+    would drop all but the first cohort. Its overall ATT is then the effect at impact.
+
     For the Callaway-Sant'Anna estimators also ``"group"`` (by cohort) and ``"calendar"``
     (by year), and the ``"att_gt"`` object itself. Every result's tidy ``estimator`` column
     carries ``name``.
@@ -161,7 +165,9 @@ def run_estimator(
     elif name == "stacked":
         from analysis.did.stacked import stacked
 
-        kw = dict(kappa_pre=-lo, kappa_post=hi, **common)
+        # WFH keep only sub-experiments with a complete event window; the last cohort is treated in
+        # the last data year, so a window beyond event time 0 would drop every later cohort.
+        kw = dict(kappa_pre=-lo, kappa_post=0, **common)
         out["simple"] = stacked(data, outcome, unit, time, cohort, aggregate="average", **kw)
         out["event"] = stacked(data, outcome, unit, time, cohort, aggregate="event", **kw)
     elif name == "twfe":
@@ -351,7 +357,7 @@ def attach_truth(tidy: pd.DataFrame, truth: pd.DataFrame | None, mapping: Mappin
                 lookup = tt.set_index(key[0])["att"]
                 out.loc[rows, "truth"] = pd.to_numeric(out.loc[rows, key[0]], errors="coerce").map(lookup).astype(float)
     out["bias"] = out["estimate"] - out["truth"]
-    out["covered"] = (out["conf_low"] <= out["truth"]) & (out["truth"] <= out["conf_high"])
+    out["covered"] = ((out["conf_low"] <= out["truth"]) & (out["truth"] <= out["conf_high"])).astype("boolean")
     out.loc[out["truth"].isna(), "covered"] = pd.NA
     return out
 
