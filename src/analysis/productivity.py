@@ -42,6 +42,13 @@ def _certified(panel: pd.DataFrame) -> pd.Series:
     return ((g > 0) & (panel["year"] >= g)).astype(float)
 
 
+def _se_kind(method: str, *, main: bool, n_boot: int) -> str:
+    """Analytic standard errors where they exist; a firm bootstrap for the main proxy method only."""
+    if method in ("ols", "fe", "wrdg"):
+        return "analytic"
+    return "bootstrap" if main and n_boot > 0 else "none"
+
+
 def estimate_tfp(
     panel: pd.DataFrame,
     tfp: Mapping[str, Any],
@@ -58,8 +65,9 @@ def estimate_tfp(
         ``log_materials``, ``log_investment``).
     tfp
         The ``tfp`` section of the parameter set: ``method`` (main), ``robustness`` (others),
-        ``by`` (estimate per group, e.g. industry), ``n_boot`` (firm bootstrap draws; 0 for no
-        standard errors), ``time_effects``, ``markov_controls``.
+        ``by`` (estimate per group, e.g. industry), ``n_boot`` (firm bootstrap draws for the main
+        method; 0 for none; other proxy methods get no standard errors, OLS, FE and Wooldridge
+        analytic ones), ``time_effects``, ``markov_controls``.
     seed
         Seed of the bootstrap and of the ACF start search.
 
@@ -80,7 +88,7 @@ def estimate_tfp(
         kwargs = dict(
             output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=tfp.get("by"),
             time_effects=tfp.get("time_effects", True), seed=seed, progress=progress,
-            se="bootstrap" if tfp.get("n_boot", 0) > 0 and method not in ("ols", "fe") else ("analytic" if method in ("ols", "fe") else "none"),
+            se=_se_kind(method, main=method == tfp["method"], n_boot=int(tfp.get("n_boot", 0))),
             n_boot=max(int(tfp.get("n_boot", 0)), 1),
         )
         if method in ("op", "lp", "acf", "wrdg") and tfp.get("markov_controls"):
