@@ -196,7 +196,8 @@ def _build_panel(
     if group is not None:
         ok &= data[group].notna().to_numpy()
     n_dropped = int((~ok).sum())
-    sub = data.loc[ok]
+    keys = [unit, time, *([group] if group is not None else [])]
+    sub = data.loc[ok, list(dict.fromkeys(keys))]  # only the key columns: no copy of the whole frame
     if len(sub) == 0:
         raise ValueError(f"no row has finite values of all of {need}")
     codes, _ = pd.factorize(sub[unit])
