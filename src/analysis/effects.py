@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, ParameterError, processed_dir
 from analysis.io import write_parquet
-from analysis.results import EstimationResult, check_tidy, tidy_frame
+from analysis.results import EstimationResult, check_tidy, tidy_frame, wide_table
 
 __all__ = [
     "ESTIMATOR_LABELS",
@@ -55,6 +55,10 @@ __all__ = [
     "attach_truth",
     "truth_by_group",
     "proportional_truth",
+    "honest_sensitivity",
+    "headline_table",
+    "summary_table",
+    "bias_summary",
     "save_family",
     "load_saved",
 ]
@@ -450,6 +454,66 @@ def estimate_family(
         n_clusters=pd.DataFrame(clusters),
         results=results,
     )
+
+
+def honest_sensitivity(
+    data: pd.DataFrame,
+    outcome: str,
+    did: Mapping[str, Any],
+    *,
+    restriction: str = "relative_magnitude",
+) -> tuple[EstimationResult, pd.DataFrame]:
+    """HonestDiD robust confidence sets for the first post-period effect of the main estimator.
+
+    Follows Rambachan and Roth (2023) with Callaway-Sant'Anna: the event study uses a universal
+    base period (event time -1), so pre-period coefficients are comparable placebos. ``M`` runs
+    over ``did["honest_mbar"]`` (Mbar for relative magnitudes). Results are cached by input hash
+    (see :func:`analysis.did.honest.honest_did`).
+    """
+    from analysis.did.event_study import event_study
+    from analysis.did.honest import honest_did
+
+    lo, hi = did["window"]
+    es = event_study(data, outcome, "firm_id", "year", "cohort", estimator="cs", cluster=did["cluster"], base_period="universal", min_e=lo, max_e=hi)
+    mbar = [m for m in did["honest_mbar"] if m > 0]
+    sens = honest_did(es, restriction=restriction, M=mbar, alpha=did["alpha"]).tidy()
+    return es, sens
+
+
+def headline_table(simple: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """Paper table of overall ATTs: estimators in rows, outcomes (labelled) in columns."""
+    t = simple.copy()
+    t["estimator"] = t["estimator"].map(lambda e: ESTIMATOR_LABELS.get(e, e))
+    t["outcome"] = t["outcome"].map(lambda o: labels.get(o, o))
+    return wide_table(t, rows="estimator", columns="outcome")
+
+
+def summary_table(simple: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """All families' overall ATTs in one table: outcomes in rows, estimators in columns.
+
+    Built with the same formatting as :func:`headline_table` from the same saved frames, so each
+    cell equals the corresponding cell of a family's headline table.
+    """
+    t = simple.copy()
+    t["estimator"] = t["estimator"].map(lambda e: ESTIMATOR_LABELS.get(e, e))
+    t["outcome"] = t["outcome"].map(lambda o: labels.get(o, o))
+    return wide_table(t, rows="outcome", columns="estimator", show_n=False)
+
+
+def bias_summary(simple: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator, over outcomes with a known truth: mean bias, mean absolute bias, coverage."""
+    d = simple.dropna(subset=["truth"])
+    if d.empty:
+        return pd.DataFrame(columns=["outcomes", "mean bias", "mean |bias|", "coverage of 95 % CI"])
+    g = d.groupby("estimator", sort=False)
+    out = pd.DataFrame({
+        "outcomes": g.size(),
+        "mean bias": g["bias"].mean(),
+        "mean |bias|": g["bias"].apply(lambda b: b.abs().mean()),
+        "coverage of 95 % CI": g["covered"].apply(lambda c: c.astype(float).mean()),
+    })
+    out.index = [ESTIMATOR_LABELS.get(e, e) for e in out.index]
+    return out
 
 
 def save_family(frames: Mapping[str, pd.DataFrame], config: str, family: str) -> Path:

@@ -1,0 +1,154 @@
+"""Firm TFP for the study: production functions by method, TFP columns, checks against the truth.
+
+``notebooks/03_productivity.ipynb`` calls :func:`estimate_tfp`, which estimates the value-added
+production function ``log VA = b_l log L + b_k log K + omega + e`` with each method of the
+``tfp`` parameters (ACF main; LP, OP, OLS, FE as robustness), adds one column ``tfp_<method>``
+per method to the panel, and returns the fits. :func:`write_tfp_panel` writes the panel that the
+effect reports read; :func:`load_tfp_panel` reads it (estimating it first if missing, so the
+effect notebook also runs on its own in JupyterLab).
+
+Examples
+--------
+>>> comparison = truth_comparison({}, None)
+>>> list(comparison.columns)
+['method', 'b_l', 'b_k', 'returns_to_scale', 'corr_with_true_omega', 'status']
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.config import processed_dir
+from analysis.io import write_parquet
+
+__all__ = ["SPEC", "estimate_tfp", "truth_comparison", "tfp_panel_path", "write_tfp_panel", "load_tfp_panel"]
+
+#: the production function of the study (value added, Cobb-Douglas, ACF timing)
+SPEC: dict[str, Any] = {
+    "output": "log_value_added",
+    "free": ["log_labor"],
+    "state": ["log_capital"],
+    "proxy": {"op": "log_investment", "default": "log_materials"},
+}
+
+
+def _certified(panel: pd.DataFrame) -> pd.Series:
+    g = panel["cohort"].fillna(0)
+    return ((g > 0) & (panel["year"] >= g)).astype(float)
+
+
+def estimate_tfp(
+    panel: pd.DataFrame,
+    tfp: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Estimate the production function by each method and add ``tfp_<method>`` columns.
+
+    Parameters
+    ----------
+    panel
+        The analysis panel (``log_value_added``, ``log_labor``, ``log_capital``,
+        ``log_materials``, ``log_investment``).
+    tfp
+        The ``tfp`` section of the parameter set: ``method`` (main), ``robustness`` (others),
+        ``by`` (estimate per group, e.g. industry), ``n_boot`` (firm bootstrap draws; 0 for no
+        standard errors), ``time_effects``, ``markov_controls``.
+    seed
+        Seed of the bootstrap and of the ACF start search.
+
+    Returns
+    -------
+    (panel, fits)
+        The panel with one TFP column per method; ``{method: ProductionResult or Exception}``
+        (a method that fails is kept as its exception, to be shown, not hidden).
+    """
+    from analysis.tfp import estimate_production
+
+    out = panel.copy()
+    if "certified" in tfp.get("markov_controls", []) and "certified" not in out:
+        out["certified"] = _certified(out)
+    fits: dict[str, Any] = {}
+    for method in [tfp["method"], *[m for m in tfp["robustness"] if m != tfp["method"]]]:
+        proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
+        kwargs = dict(
+            output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=tfp.get("by"),
+            time_effects=tfp.get("time_effects", True), seed=seed, progress=progress,
+            se="bootstrap" if tfp.get("n_boot", 0) > 0 and method not in ("ols", "fe") else ("analytic" if method in ("ols", "fe") else "none"),
+            n_boot=max(int(tfp.get("n_boot", 0)), 1),
+        )
+        if method in ("op", "lp", "acf", "wrdg") and tfp.get("markov_controls"):
+            kwargs["markov_controls"] = list(tfp["markov_controls"])
+        data = out.dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fit = estimate_production(data, **kwargs)
+            fit.meta["warnings"] = "; ".join(sorted({str(w.message) for w in caught})) or "none"
+            fits[method] = fit
+            out[f"tfp_{method}"] = fit.tfp.reindex(out.index)
+        except Exception as exc:  # noqa: BLE001 - a failed method is reported in the notebook
+            fits[method] = exc
+            out[f"tfp_{method}"] = np.nan
+    return out, fits
+
+
+def truth_comparison(fits: Mapping[str, Any], latent: pd.DataFrame | None, panel: pd.DataFrame | None = None, *, truth: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Elasticities, returns to scale and correlation of each method's TFP with the true omega.
+
+    ``latent`` is the world's latent table (``firm_id``, ``year``, ``omega``) aligned with
+    ``panel``; without it (real data) the correlation is left empty. ``truth`` adds a row with the
+    true elasticities.
+    """
+    rows = []
+    for method, fit in fits.items():
+        if isinstance(fit, Exception):
+            rows.append({"method": method, "b_l": np.nan, "b_k": np.nan, "returns_to_scale": np.nan, "corr_with_true_omega": np.nan, "status": f"failed: {fit}"})
+            continue
+        t = fit.tidy()
+        coef = t.groupby("term")["estimate"].mean()  # mean over groups when estimated by industry
+        corr = np.nan
+        if latent is not None and panel is not None and f"tfp_{method}" in panel:
+            both = pd.concat([panel[f"tfp_{method}"].rename("tfp"), latent["omega"]], axis=1).dropna()
+            corr = float(both["tfp"].corr(both["omega"]))
+        rows.append({
+            "method": method,
+            "b_l": coef.get(SPEC["free"][0], np.nan),
+            "b_k": coef.get(SPEC["state"][0], np.nan),
+            "returns_to_scale": coef.get(SPEC["free"][0], np.nan) + coef.get(SPEC["state"][0], np.nan),
+            "corr_with_true_omega": corr,
+            "status": "ok" if fit.meta.get("warnings", "none") == "none" else f"warning: {fit.meta['warnings']}",
+        })
+    if truth is not None:
+        rows.append({"method": "truth", "b_l": truth[0], "b_k": truth[1], "returns_to_scale": sum(truth), "corr_with_true_omega": 1.0, "status": ""})
+    return pd.DataFrame(rows, columns=["method", "b_l", "b_k", "returns_to_scale", "corr_with_true_omega", "status"])
+
+
+def tfp_panel_path(config: str):
+    """``data/processed/<config>/panel_tfp.parquet``."""
+    return processed_dir(config) / "panel_tfp.parquet"
+
+
+def write_tfp_panel(panel: pd.DataFrame, config: str):
+    """Write the panel with TFP columns (atomically) for the effect reports."""
+    return write_parquet(panel, tfp_panel_path(config))
+
+
+def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Read the panel with TFP columns; estimate and write it first if it is missing."""
+    path = tfp_panel_path(config)
+    if path.is_file():
+        return pd.read_parquet(path)
+    from analysis.config import load_params
+    from analysis.panel import load_panel
+
+    params = params or load_params(config)
+    panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
+    write_tfp_panel(panel, config)
+    return panel
