@@ -39,7 +39,7 @@ Examples
 ...                    "l": rng.normal(size=1000), "k": rng.normal(size=1000)})
 >>> df["y"] = 0.6 * df["l"] + 0.3 * df["k"] + rng.normal(scale=0.1, size=1000)
 >>> fit = estimate_production(df, output="y", free="l", state="k", method="ols")
->>> fit.tidy()[["term", "estimate"]].round(2)
+>>> fit.tidy()[["term", "estimate"]].round(1)
   term  estimate
 0    l       0.6
 1    k       0.3
