@@ -693,29 +693,35 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         r2 = y - Xc @ b - gv - E2 @ theta[sl_e2]
         return r1, r2, v
 
-    def jac_resid(theta):
+    # Equation (1) is linear in theta and equation (2) is linear except in g(q_{t-1}'lam): the
+    # instrument cross-products of every linear part are computed once, so an evaluation costs
+    # O(n * instruments * (nq + G)) instead of O(n * instruments * parameters).
+    k_theta = sl_e2.stop
+    A1 = np.column_stack([Xc, q_t, E1])
+    idx1 = np.r_[np.arange(sl_b.start, sl_b.stop), np.arange(sl_lam.start, sl_lam.stop), np.arange(sl_e1.start, sl_e1.stop)]
+    Z1y, Z1A1 = Z1.T @ y / n2, Z1.T @ A1 / n2
+    Z2y, Z2X, Z2E = Z2.T @ y / n2, Z2.T @ Xc / n2, Z2.T @ E2 / n2
+    nz1 = Z1.shape[1]
+
+    def moments(theta):
+        lam, rho = theta[sl_lam], theta[sl_rho]
+        v = q_l @ lam
+        gv = sum(rho[j] * v ** (j + 1) for j in range(G))
+        m1 = Z1y - Z1A1 @ theta[idx1]
+        m2 = Z2y - Z2X @ theta[sl_b] - Z2.T @ gv / n2 - Z2E @ theta[sl_e2]
+        return np.r_[m1, m2]
+
+    def moment_jac(theta):
         lam, rho = theta[sl_lam], theta[sl_rho]
         v = q_l @ lam
         dg = sum((j + 1) * rho[j] * v**j for j in range(G))
-        k = theta.size
-        J1 = np.zeros((n2, k))
-        J2 = np.zeros((n2, k))
-        J1[:, sl_b] = -Xc
-        J1[:, sl_lam] = -q_t
-        J1[:, sl_e1] = -E1
-        J2[:, sl_b] = -Xc
-        J2[:, sl_lam] = -dg[:, None] * q_l
-        J2[:, sl_rho] = -np.column_stack([v ** (j + 1) for j in range(G)])
-        J2[:, sl_e2] = -E2
-        return J1, J2
-
-    def moments(theta):
-        r1, r2, _ = residuals(theta)
-        return np.r_[Z1.T @ r1, Z2.T @ r2] / n2
-
-    def moment_jac(theta):
-        J1, J2 = jac_resid(theta)
-        return np.vstack([Z1.T @ J1, Z2.T @ J2]) / n2
+        Gm = np.zeros((nz1 + Z2.shape[1], k_theta))
+        Gm[:nz1, idx1] = -Z1A1
+        Gm[nz1:, sl_b] = -Z2X
+        Gm[nz1:, sl_e2] = -Z2E
+        Gm[nz1:, sl_lam] = -(Z2.T @ (dg[:, None] * q_l)) / n2
+        Gm[nz1:, sl_rho] = -(Z2.T @ np.column_stack([v ** (j + 1) for j in range(G)])) / n2
+        return Gm
 
     units = panel.unit[cur]
     ustarts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
@@ -761,12 +767,13 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         kk = Zk.shape[1]
         U1[o : o + kk, o : o + kk] = chol_inv(Zk.T @ Zk / n2)
         o += kk
-    theta, ok = solve(theta0, U1)
-    steps = 1
-    if opt.wrdg_steps >= 2:
-        S = cluster_S(theta)
-        theta, ok = solve(theta, chol_inv(S))
-        steps = 2
+    with single_blas_thread():
+        theta, ok = solve(theta0, U1)
+        steps = 1
+        if opt.wrdg_steps >= 2:
+            S = cluster_S(theta)
+            theta, ok = solve(theta, chol_inv(S))
+            steps = 2
     coef = theta[sl_b]
     # clustered sandwich at the final estimate
     Gm = moment_jac(theta)
@@ -812,7 +819,9 @@ def fit_gnr(panel: PanelData, opt: Options, start: np.ndarray | None = None, boo
     same degree in the non-flexible inputs (no constant), ``omega = Y - P(x)'alpha``, ``g``
     concentrated out (cubic by default), and ``alpha`` solves ``E[eta * P(state_t,
     free_{t-1})] = 0`` (free inputs instrumented by their lag, as in ACF). Elasticities vary by
-    observation; the reported coefficients are their sample means.
+    observation; the reported coefficients are their sample means. Year and group effects
+    (``time_effects``, ``group_effects``) and Markov controls enter the law of motion only; the
+    share regression has none.
     """
     if panel.share is None:
         raise ValueError("method='gnr' needs share= (log of the flexible input's nominal share of output)")
