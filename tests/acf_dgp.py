@@ -42,8 +42,8 @@ error and collapses to b_l ~ 0 in DGP1 (labor is then a deterministic function o
 Examples
 --------
 >>> df = simulate_acf(dgp=2, n_firms=50, seed=1)
->>> sorted(df.columns)[:4], len(df)
-(['firm', 'i', 'k', 'l'], 500)
+>>> list(df.columns[:6]), len(df)
+(['firm', 'year', 'y', 'l', 'k', 'm'], 500)
 """
 
 from __future__ import annotations

@@ -175,3 +175,33 @@ def test_wooldridge_recovers_truth_in_dgp2():
     est = fit.coef()
     assert est["l"] == pytest.approx(TRUE_BL, abs=0.03) and est["k"] == pytest.approx(TRUE_BK, abs=0.03)
     assert np.all(fit.se() > 0) and fit.meta["j_df"] > 0
+
+
+def test_root_selection_rule_tiers():
+    """The documented rule (``select_root``): admissible exact roots first; degenerate roots
+    (persistence under half the best) dropped; among the rest the lowest over-identification
+    J; an admissible near root beats an inadmissible exact root; ``rule="criterion"`` takes
+    the lowest criterion."""
+    import pandas as pd
+
+    from analysis.tfp_estimators import select_root
+
+    cols = ["l", "k", "criterion", "persistence", "admissible", "is_root", "near_root", "overid_j"]
+    table = pd.DataFrame(
+        [
+            [1.00, 0.00, 1e-20, 0.01, True, True, True, 0.1],   # degenerate labor-share root
+            [0.55, 0.45, 1e-22, 0.47, True, True, True, 20.0],  # ridge root, rejected by deeper lags
+            [0.62, 0.38, 1e-21, 0.41, True, True, True, 3.0],   # ridge root, kept
+        ],
+        columns=cols,
+    )
+    pick, notes = select_root(table, ["l", "k"], "persistence")
+    assert pick == 2 and "roots disagree" in notes[-1] and "over-identification J" in notes[-1]
+    assert select_root(table.assign(overid_j=np.nan), ["l", "k"], "persistence")[0] == 1
+    assert select_root(table, ["l", "k"], "criterion")[0] == 1
+    near = pd.DataFrame(
+        [[8.4, -6.7, 0.0, 0.76, False, True, True, np.nan], [0.59, 0.41, 0.27, 0.44, True, False, True, np.nan]],
+        columns=cols,
+    )
+    pick, notes = select_root(near, ["l", "k"], "persistence")
+    assert pick == 1 and "near root" in notes[0]

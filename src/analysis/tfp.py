@@ -19,6 +19,9 @@ Conventions
 - ``time_effects=True``: year dummies in the first stage and year shifters in the law of motion
   ``omega_t = g(omega_{t-1}) + delta_t + xi_t`` (year FE for ols/fe), so a common TFP trend is
   not attributed to the inputs.
+- ``group_effects="industry_code"``: industry (x year) effects in the first stage and in the law
+  of motion, with coefficients common to all industries. Proxy methods need it when the
+  materials intensity differs by industry (the proxy inversion then differs by industry).
 - ``markov_controls=[...]``: variables at t-1 that shift the law of motion, linearly and
   interacted with ``omega_{t-1}`` (De Loecker 2013, "Detecting learning by exporting", uses
   export status this way; here: certification status). They also enter the first stage.
@@ -36,7 +39,7 @@ Examples
 ...                    "l": rng.normal(size=1000), "k": rng.normal(size=1000)})
 >>> df["y"] = 0.6 * df["l"] + 0.3 * df["k"] + rng.normal(scale=0.1, size=1000)
 >>> fit = estimate_production(df, output="y", free="l", state="k", method="ols")
->>> fit.tidy()[["term", "estimate"]].round(2)
+>>> fit.tidy()[["term", "estimate"]].round(1)
   term  estimate
 0    l       0.6
 1    k       0.3
@@ -165,7 +168,7 @@ def _check_columns(data: pd.DataFrame, columns: dict[str, list[str]]) -> None:
         desc = "; ".join(f"{role}: {cols}" for role, cols in missing.items())
         raise ValueError(f"column(s) not in the data: {desc}")
     for role, cols in columns.items():
-        if role in ("unit", "by"):
+        if role in ("unit", "by", "group_effects"):
             continue
         for c in cols:
             if not (pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c])):
@@ -184,14 +187,17 @@ def _infer_exit(data: pd.DataFrame, unit: str, time: str) -> pd.Series:
 
 def _build_panel(
     data: pd.DataFrame, *, output: str, free: list[str], state: list[str], proxy: str | None, share: str | None,
-    markov: list[str], exit_col: pd.Series | None, unit: str, time: str,
+    markov: list[str], exit_col: pd.Series | None, unit: str, time: str, group: str | None = None,
 ) -> tuple[PanelData, int]:
     """Drop rows with missing/non-finite values in the variables used, sort, check, convert."""
     need = [output, *free, *state, *([proxy] if proxy else []), *([share] if share else []), *markov]
     values = data[need].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     ok = np.all(np.isfinite(values), axis=1) & data[unit].notna().to_numpy() & data[time].notna().to_numpy()
+    if group is not None:
+        ok &= data[group].notna().to_numpy()
     n_dropped = int((~ok).sum())
-    sub = data.loc[ok]
+    keys = [unit, time, *([group] if group is not None else [])]
+    sub = data.loc[ok, list(dict.fromkeys(keys))]  # only the key columns: no copy of the whole frame
     if len(sub) == 0:
         raise ValueError(f"no row has finite values of all of {need}")
     codes, _ = pd.factorize(sub[unit])
@@ -216,6 +222,7 @@ def _build_panel(
         share=V[:, pos[share]].copy() if share else None,
         markov=col(markov) if markov else None,
         exit=None if exit_col is None else exit_col.loc[sub.index].to_numpy(dtype=float)[order],
+        group=None if group is None else pd.factorize(sub[group])[0].astype(np.int64)[order],
     )
     return panel, n_dropped
 
@@ -236,6 +243,7 @@ def estimate_production(
     by: str | None = None,
     share: str | None = None,
     time_effects: bool = False,
+    group_effects: str | None = None,
     markov_controls: str | Sequence[str] | None = None,
     exit: str | bool | None = None,
     poly_degree: int = 3,
@@ -278,6 +286,12 @@ def estimate_production(
         ``log(p_m M / (p_y Y))``.
     time_effects
         Year dummies in the first stage and year shifters in the law of motion.
+    group_effects
+        A categorical column (e.g. ``"industry_code"``) whose effects shift the proxy function
+        and the law of motion while the production coefficients stay common (unlike ``by=``):
+        group effects, or group x year effects with ``time_effects``, absorbed in the first
+        stage and in ``g`` (ols/fe: group(-year) fixed effects; wrdg: additive group dummies).
+        Use it when materials intensity or productivity levels differ across industries.
     markov_controls
         Columns whose t-1 values shift the law of motion (e.g. certification status).
     exit
@@ -361,12 +375,14 @@ def estimate_production(
         {
             "output": [output], "free": free_l, "state": state_l, "proxy": _as_list(proxy), "share": _as_list(share),
             "markov_controls": markov_l, "unit": [unit], "time": [time], "by": _as_list(by),
+            "group_effects": _as_list(group_effects),
             "exit": [exit] if exit_is_col else [],
         },
     )
     opt = Options(
         method=method, free_names=free_l, state_names=state_l, proxy_name=proxy, poly_degree=int(poly_degree),
-        markov_degree=int(markov_degree), time_effects=bool(time_effects), selection=exit not in (None, False),
+        markov_degree=int(markov_degree), time_effects=bool(time_effects), group_effects=group_effects is not None,
+        selection=exit not in (None, False),
         root_rule=root_rule, admissible=tuple(admissible), starts=starts, search_rows=int(search_rows), seed=int(seed),
         oplp_objective=oplp_objective,
     )
@@ -386,7 +402,7 @@ def estimate_production(
         try:
             panel, n_dropped = _build_panel(
                 gdata, output=output, free=free_l, state=state_l, proxy=proxy, share=share, markov=markov_l,
-                exit_col=exit_col, unit=unit, time=time,
+                exit_col=exit_col, unit=unit, time=time, group=group_effects,
             )
             part = _estimate_one(panel, opt, se=se, n_boot=n_boot, seed=(seed, gi), progress=progress,
                                  label=f"{method} {by}={gval}" if by else method)
@@ -476,6 +492,8 @@ def _assemble(parts, failures, data, opt: Options, *, output, by, alpha, se, n_b
         "se": se if se != "bootstrap" else f"firm bootstrap, {n_boot} draws (seed {seed})",
         "time_effects": opt.time_effects,
     }
+    if opt.group_effects:
+        meta["group_effects"] = "yes (x year)" if opt.time_effects else "yes"
     if se == "bootstrap":
         meta["failed_draws"] = int(sum(p["n_failed"] for p in parts))
     if opt.method in _PROXY:

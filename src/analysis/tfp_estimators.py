@@ -66,6 +66,7 @@ class Options:
     poly_degree: int = 3
     markov_degree: int = 3
     time_effects: bool = False
+    group_effects: bool = False
     selection: bool = False
     root_rule: str = "persistence"
     admissible: tuple[float, float] = (0.0, 1.5)
@@ -128,21 +129,24 @@ def fit_linear(panel: PanelData, opt: Options, start: np.ndarray | None = None, 
     Log TFP is ``y - x'b`` (it keeps the intercept and, for FE, the firm effect).
     """
     X = panel.inputs
-    yc = panel.year_codes()[0] if opt.time_effects else None
+    yc = panel.effect_codes(opt.time_effects)
     if boot:
         if opt.method == "fe":
             A = _within(np.column_stack([panel.y, X]), panel.unit, yc)
             coef = np.linalg.lstsq(A[:, 1:], A[:, 0], rcond=None)[0]
-        else:
-            D = [np.ones(panel.n)] if yc is None else [np.eye(yc.max() + 1)[yc]]
-            full = np.linalg.lstsq(np.column_stack([X, *D]), panel.y, rcond=None)[0]
-            coef = full[: X.shape[1]]
+        else:  # effects absorbed by demeaning (a constant when there are none)
+            A = np.column_stack([panel.y, X])
+            A = A - A.mean(axis=0) if yc is None else group_demean(A, yc)
+            coef = np.linalg.lstsq(A[:, 1:], A[:, 0], rcond=None)[0]
         return CoreFit(coef=coef, terms=opt.terms, tfp=panel.y - X @ coef, n_obs=panel.n)
     import pyfixest as pf
 
     frame = _linear_frame(panel)
     rhs = " + ".join(f"x{j}" for j in range(X.shape[1]))
-    fes = [f for f, on in (("unit", opt.method == "fe"), ("year", opt.time_effects)) if on]
+    if panel.group is not None:
+        frame["group"] = panel.group
+    cell = "group^year" if (panel.group is not None and opt.time_effects) else ("group" if panel.group is not None else "year")
+    fes = [f for f, on in (("unit", opt.method == "fe"), (cell, opt.time_effects or panel.group is not None)) if on]
     fml = f"y ~ {rhs}" + (f" | {' + '.join(fes)}" if fes else "")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*singleton.*")
@@ -173,7 +177,7 @@ def _first_stage(panel: PanelData, opt: Options, linear: np.ndarray | None, poly
     if panel.markov is not None:
         lin.append(np.nan_to_num(panel.markov))
     lin_mat = np.column_stack(lin) if lin else np.empty((panel.n, 0))
-    yc = panel.year_codes()[0] if opt.time_effects else None
+    yc = panel.effect_codes(opt.time_effects)
 
     def make_X(s: slice) -> np.ndarray:
         cols = [lin_mat[s], poly_design(std(poly_vars[s]), terms)]
@@ -242,12 +246,15 @@ class _MomentProblem:
     Z: np.ndarray | None
     free_cur: np.ndarray | None = None
     kind: str = "moments"
+    overid: Any = None  # b -> Hansen J with extra lagged instruments (ACF), or None
 
     def __post_init__(self) -> None:
         self.scale = 1.0
+        self.critical_value = 0.0
         if self.kind == "moments":
             self.U = moment_weight(self.Z)
             self.n = self.Z.shape[0]
+            self.critical_value = float(stats.chi2.ppf(0.95, self.Z.shape[1]))
 
     def weighted(self, b: np.ndarray) -> np.ndarray:
         r, _, _ = self.innovation(b, r2=False)
@@ -330,6 +337,8 @@ def _roots_table(problem: _MomentProblem, sols, terms: list[str], opt: Options, 
         row["admissible"] = bool(np.all((x >= lo) & (x <= hi)))
         # NLS: every converged local minimum is a candidate; moments: only exact roots
         row["is_root"] = True if problem.kind == "nls" else bool(d["criterion"] <= opt.root_tol)
+        row["near_root"] = row["is_root"] or bool(d["criterion"] <= problem.critical_value)
+        row["overid_j"] = problem.overid(x) if (problem.overid is not None and row["near_root"]) else np.nan
         row["n_starts"] = int(count)
         row["polished"] = bool(polished)
         rows.append(row)
@@ -343,46 +352,76 @@ def select_root(
     """Pick one row of a roots table; return its position and notes (warnings to raise).
 
     For an NLS second stage (``kind="nls"``, OP/LP default) the estimator is the admissible
-    local minimum with the smallest sum of squares. For moment problems (ACF, and OP/LP with
-    ``oplp_objective="gmm"``):
+    local minimum with the smallest sum of squares. For moment problems (ACF, GNR, and OP/LP
+    with ``oplp_objective="gmm"``) the rule (``rule="persistence"``, the default) is:
 
-    Rule (``rule="persistence"``, the default):
-
-    1. candidates are exact roots (normalised criterion <= ``root_tol``) with every
+    1. candidates are the exact roots (normalised criterion <= ``root_tol``) with every
        coefficient in the admissible box;
-    2. among them take the one whose implied productivity is most persistent: the largest R^2
-       of the law of motion ``omega_t = g(omega_{t-1}) + xi_t``.
+    2. if there is none, the admissible *near roots*: local minima whose criterion (the
+       Sargan form ``n m'Wm / var(xi)``) is below the 5 % critical value of a chi-squared with
+       as many degrees of freedom as moments, i.e. points where the moments are not
+       significantly different from zero. This happens when the two moment curves nearly
+       touch along a flat ridge (weak identification along constant returns) and sampling
+       noise makes them miss each other; an admissible point the data cannot reject beats an
+       exact root at impossible elasticities;
+    3. if there is none either, all exact roots; then all local minima (noted);
+    4. drop degenerate candidates: those whose law of motion ``omega_t = g(omega_{t-1}) + xi_t``
+       explains less than half the R^2 ("persistence") of the most persistent candidate;
+    5. if several remain, take the one with the smallest Hansen J statistic of the moments
+       over-identified with deeper lags, ``E[xi_t (free_{t-1}, state_t, free_{t-2},
+       state_{t-1})] = 0`` (firm-clustered efficient weight at each root, rows with t-2
+       observed; column ``overid_j``); without that statistic (OP, LP, GNR, panels too short)
+       the most persistent.
 
-    Why: ACF-type moments have a second, degenerate root near ``b_l = 1, b_k = 0`` (the
-    "labor share" root). There ``omega(b) = y - l`` is (up to a constant) the log inverse labor
-    share, which the labor first-order condition makes serially uncorrelated noise, so *every*
-    moment built from t-1 information holds: the criterion is zero at both roots and extra
-    lagged instruments (over-identification) do not reject it (in the ACF designs they reject
-    the true root instead whenever the first stage is approximate). What the degenerate root
-    cannot mimic is persistence: its law of motion explains ~0 % of omega, the true one
-    30-55 % in the ACF designs; its labor is also negatively correlated with the innovation
-    (``corr_<free>_xi`` in the table), contrary to labor demand rising with productivity.
-    ``rule="criterion"`` takes the lowest criterion instead (what a single optimiser does).
-
-    If no candidate exists the rule falls back to all exact roots, then to all local minima,
-    and says so.
+    Why persistence first: ACF-type moments have a second, degenerate root near ``b_l = 1, b_k = 0``
+    (the "labor share" root). There ``omega(b) = y - l`` is (up to a constant) the log
+    inverse labor share, which the labor first-order condition makes serially uncorrelated
+    noise, so *every* moment built from t-1 information holds: the criterion is zero at both
+    roots and extra lagged instruments (over-identification) do not reject it (in the ACF
+    designs they reject the true root instead whenever the first stage is approximate). What
+    the degenerate root cannot mimic is persistence: its law of motion explains ~0 % of omega,
+    the true one 30-55 % in the ACF designs; its labor is also negatively correlated with the
+    innovation (``corr_<free>_xi`` in the table), contrary to labor demand rising with
+    productivity. Why J second: when the moment curves are nearly tangent along constant
+    returns (a flat ridge; the study's synthetic world), two nearby non-degenerate roots can
+    straddle the truth, and persistence then favours the one whose omega absorbs more of the
+    persistent labor intensity (b_l too low); deeper lags are valid instruments under the
+    ACF timing and tell the two apart. They cannot be used against the degenerate root (it
+    satisfies every lagged moment), hence the order. ``rule="criterion"`` takes the lowest
+    criterion instead (what a single optimiser does).
     """
-    notes: list[str] = []
-    cand = table.index[table["is_root"] & table["admissible"]]
-    if len(cand) == 0:
-        cand = table.index[table["is_root"]]
-        if len(cand):
-            notes.append("no root lies in the admissible range; choosing among all roots")
-        else:
-            cand = table.index
-            notes.append("no exact root found (criterion above tolerance); using the best local minimum")
     if rule not in ("persistence", "criterion"):
         raise ValueError(f"root_rule must be 'persistence' or 'criterion', got {rule!r}")
-    if kind == "nls" or rule == "criterion":
+    notes: list[str] = []
+    near = table["near_root"] if "near_root" in table else table["is_root"]
+    tiers = [
+        (table["is_root"] & table["admissible"], None),
+        (near & table["admissible"] & ~table["is_root"],
+         "no exact root in the admissible range; using an admissible near root (criterion {crit:.3g}, below the "
+         "5 % chi-squared critical value: the moments are not significantly different from zero there)"),
+        (table["is_root"], "no root or near root lies in the admissible range; choosing among all roots"),
+        (pd.Series(True, index=table.index), "no exact root found (criterion above tolerance); using the best local minimum"),
+    ]
+    for mask, note in tiers:
+        cand = table.index[mask]
+        if len(cand):
+            break
+    if kind == "nls" or rule == "criterion" or note == tiers[-1][1]:
         pick = int(table.loc[cand, "criterion"].idxmin())
+        how = "lowest criterion" if kind != "nls" else "lowest sum of squares"
     else:
-        pick = int(table.loc[cand, "persistence"].idxmax())
-    others = table.loc[table["is_root"]].drop(index=pick, errors="ignore")
+        pers = table.loc[cand, "persistence"]
+        keep = pers.index[pers >= 0.5 * pers.max()]  # drop degenerate (no-persistence) roots
+        j = table.loc[keep, "overid_j"] if "overid_j" in table else pd.Series(np.nan, index=keep)
+        if len(keep) > 1 and j.notna().all():
+            pick = int(j.idxmin())
+            how = f"lowest over-identification J ({table.loc[pick, 'overid_j']:.3g}) among non-degenerate roots"
+        else:
+            pick = int(table.loc[keep, "persistence"].idxmax())
+            how = "the only non-degenerate root" if len(keep) == 1 else "most persistent productivity"
+    if note is not None:
+        notes.append(note.format(crit=table.loc[pick, "criterion"]))
+    others = table.loc[table["is_root"] | near].drop(index=pick, errors="ignore")
     if kind == "nls":  # other local minima matter only when they (nearly) tie
         others = others[others["criterion"] <= 1.01 * table.loc[pick, "criterion"]]
     chosen = table.loc[pick, terms].to_numpy(dtype=float)
@@ -390,7 +429,7 @@ def select_root(
     if far:
         desc = "; ".join(
             ", ".join(f"{t}={table.loc[i, t]:.3f}" for t in terms)
-            + f" (persistence {table.loc[i, 'persistence']:.2f}"
+            + f" (criterion {table.loc[i, 'criterion']:.3g}, persistence {table.loc[i, 'persistence']:.2f}"
             + ("" if table.loc[i, "admissible"] else ", outside the admissible range")
             + ")"
             for i in far
@@ -398,7 +437,7 @@ def select_root(
         notes.append(
             f"{len(far) + 1} solutions of the second stage (roots disagree); chose "
             + ", ".join(f"{t}={chosen[j]:.3f}" for j, t in enumerate(terms))
-            + f" (persistence {table.loc[pick, 'persistence']:.2f}, rule {rule!r}); other root(s): {desc}"
+            + f" (persistence {table.loc[pick, 'persistence']:.2f}; {how}); other root(s): {desc}"
         )
     return pick, notes
 
@@ -516,7 +555,8 @@ def fit_acf(panel: PanelData, opt: Options, start: np.ndarray | None = None, boo
     p = X.shape[1]
     if cur.size < 10 * (p + opt.markov_degree):
         raise ValueError(f"only {cur.size} firm-years have the previous year observed; too few for the second stage")
-    yc = panel.year_codes()[0][cur] if opt.time_effects else None
+    codes = panel.effect_codes(opt.time_effects)
+    yc = None if codes is None else codes[cur]
     controls = panel.markov[lag] if panel.markov is not None else None
     Z_all = np.column_stack([F[lag], K[cur]])
 
@@ -534,7 +574,8 @@ def fit_acf(panel: PanelData, opt: Options, start: np.ndarray | None = None, boo
             xi, pers = law.innovation(np.dot(A_cur, v, out=om_buf), np.dot(A_lag, v, out=w_buf), r2=r2)
             return xi, xi, pers
 
-        return _MomentProblem(innovation, Z_all if mask is None else Z_all[mask], free_cur=F[c])
+        overid = _acf_overid(panel, cur, lag, innovation) if mask is None else None
+        return _MomentProblem(innovation, Z_all if mask is None else Z_all[mask], free_cur=F[c], overid=overid)
 
     with single_blas_thread():
         if boot:
@@ -555,6 +596,35 @@ def fit_acf(panel: PanelData, opt: Options, start: np.ndarray | None = None, boo
                    n_obs=panel.n, info=info)
 
 
+def _acf_overid(panel: PanelData, cur: np.ndarray, lag: np.ndarray, innovation) -> Any:
+    """Hansen J of the ACF moments over-identified with deeper lags, as a function of ``b``.
+
+    Instruments ``(free_{t-1}, state_t, free_{t-2}, state_{t-1})`` on the second-stage rows
+    whose year t-2 is observed; ``xi`` from the estimator's own law of motion; weight the
+    inverse of the firm-clustered covariance of the moment contributions at ``b``. ``None``
+    when fewer than 100 such rows exist.
+    """
+    L2 = panel.lag(2)[cur]
+    ok = L2 >= 0
+    if ok.sum() < 100:
+        return None
+    c, l1, l2 = cur[ok], lag[ok], L2[ok]
+    Zx = np.column_stack([panel.free[l1], panel.state[c], panel.free[l2], panel.state[l1]])
+    units = panel.unit[c]
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+
+    def j_stat(b: np.ndarray) -> float:
+        xi = innovation(np.asarray(b, dtype=float), r2=False)[0][ok]
+        h = Zx * xi[:, None]
+        n = h.shape[0]
+        m = h.mean(axis=0)
+        H = np.add.reduceat(h - m, starts, axis=0)
+        S = H.T @ H / n
+        return float(n * m @ np.linalg.pinv(S) @ m)
+
+    return j_stat
+
+
 # ======================================================================================
 # Wooldridge (2009)
 # ======================================================================================
@@ -568,8 +638,8 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
             g(v) = rho_1 v + ... + rho_G v^G   (G = markov_degree)
 
     Instruments: (1) ``1, f_t, q_t``; (2) ``1, f_{t-1}, k_t, q_{t-1}`` (+ year dummies in both
-    equations with ``time_effects``; Markov controls enter both linearly, at t in (1) and t-1
-    in (2)). ``lam`` is the *same* vector in both equations: without that restriction the
+    equations with ``time_effects``, and additive group dummies with ``group_effects``; Markov
+    controls enter both linearly, at t in (1) and t-1 in (2)). ``lam`` is the *same* vector in both equations: without that restriction the
     capital coefficient is only weakly identified (Wooldridge 2009, Section 3). Step one uses
     the block-diagonal 2SLS weight, step two the efficient weight from firm-clustered moment
     contributions; the covariance is the clustered GMM sandwich. Both equations use the rows
@@ -595,6 +665,11 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         D = np.eye(yc.max() + 1)[yc][:, 1:]
         extra1.append(D)
         extra2.append(D)
+    if panel.group is not None:  # additive group dummies (not group x year) in both equations
+        gc = np.unique(panel.group[cur], return_inverse=True)[1]
+        Dg = np.eye(gc.max() + 1)[gc][:, 1:]
+        extra1.append(Dg)
+        extra2.append(Dg)
     if panel.markov is not None:
         extra1.append(panel.markov[cur])
         extra2.append(panel.markov[lag])
@@ -618,29 +693,35 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         r2 = y - Xc @ b - gv - E2 @ theta[sl_e2]
         return r1, r2, v
 
-    def jac_resid(theta):
+    # Equation (1) is linear in theta and equation (2) is linear except in g(q_{t-1}'lam): the
+    # instrument cross-products of every linear part are computed once, so an evaluation costs
+    # O(n * instruments * (nq + G)) instead of O(n * instruments * parameters).
+    k_theta = sl_e2.stop
+    A1 = np.column_stack([Xc, q_t, E1])
+    idx1 = np.r_[np.arange(sl_b.start, sl_b.stop), np.arange(sl_lam.start, sl_lam.stop), np.arange(sl_e1.start, sl_e1.stop)]
+    Z1y, Z1A1 = Z1.T @ y / n2, Z1.T @ A1 / n2
+    Z2y, Z2X, Z2E = Z2.T @ y / n2, Z2.T @ Xc / n2, Z2.T @ E2 / n2
+    nz1 = Z1.shape[1]
+
+    def moments(theta):
+        lam, rho = theta[sl_lam], theta[sl_rho]
+        v = q_l @ lam
+        gv = sum(rho[j] * v ** (j + 1) for j in range(G))
+        m1 = Z1y - Z1A1 @ theta[idx1]
+        m2 = Z2y - Z2X @ theta[sl_b] - Z2.T @ gv / n2 - Z2E @ theta[sl_e2]
+        return np.r_[m1, m2]
+
+    def moment_jac(theta):
         lam, rho = theta[sl_lam], theta[sl_rho]
         v = q_l @ lam
         dg = sum((j + 1) * rho[j] * v**j for j in range(G))
-        k = theta.size
-        J1 = np.zeros((n2, k))
-        J2 = np.zeros((n2, k))
-        J1[:, sl_b] = -Xc
-        J1[:, sl_lam] = -q_t
-        J1[:, sl_e1] = -E1
-        J2[:, sl_b] = -Xc
-        J2[:, sl_lam] = -dg[:, None] * q_l
-        J2[:, sl_rho] = -np.column_stack([v ** (j + 1) for j in range(G)])
-        J2[:, sl_e2] = -E2
-        return J1, J2
-
-    def moments(theta):
-        r1, r2, _ = residuals(theta)
-        return np.r_[Z1.T @ r1, Z2.T @ r2] / n2
-
-    def moment_jac(theta):
-        J1, J2 = jac_resid(theta)
-        return np.vstack([Z1.T @ J1, Z2.T @ J2]) / n2
+        Gm = np.zeros((nz1 + Z2.shape[1], k_theta))
+        Gm[:nz1, idx1] = -Z1A1
+        Gm[nz1:, sl_b] = -Z2X
+        Gm[nz1:, sl_e2] = -Z2E
+        Gm[nz1:, sl_lam] = -(Z2.T @ (dg[:, None] * q_l)) / n2
+        Gm[nz1:, sl_rho] = -(Z2.T @ np.column_stack([v ** (j + 1) for j in range(G)])) / n2
+        return Gm
 
     units = panel.unit[cur]
     ustarts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
@@ -686,12 +767,13 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         kk = Zk.shape[1]
         U1[o : o + kk, o : o + kk] = chol_inv(Zk.T @ Zk / n2)
         o += kk
-    theta, ok = solve(theta0, U1)
-    steps = 1
-    if opt.wrdg_steps >= 2:
-        S = cluster_S(theta)
-        theta, ok = solve(theta, chol_inv(S))
-        steps = 2
+    with single_blas_thread():
+        theta, ok = solve(theta0, U1)
+        steps = 1
+        if opt.wrdg_steps >= 2:
+            S = cluster_S(theta)
+            theta, ok = solve(theta, chol_inv(S))
+            steps = 2
     coef = theta[sl_b]
     # clustered sandwich at the final estimate
     Gm = moment_jac(theta)
@@ -737,7 +819,9 @@ def fit_gnr(panel: PanelData, opt: Options, start: np.ndarray | None = None, boo
     same degree in the non-flexible inputs (no constant), ``omega = Y - P(x)'alpha``, ``g``
     concentrated out (cubic by default), and ``alpha`` solves ``E[eta * P(state_t,
     free_{t-1})] = 0`` (free inputs instrumented by their lag, as in ACF). Elasticities vary by
-    observation; the reported coefficients are their sample means.
+    observation; the reported coefficients are their sample means. Year and group effects
+    (``time_effects``, ``group_effects``) and Markov controls enter the law of motion only; the
+    share regression has none.
     """
     if panel.share is None:
         raise ValueError("method='gnr' needs share= (log of the flexible input's nominal share of output)")
@@ -774,7 +858,8 @@ def fit_gnr(panel: PanelData, opt: Options, start: np.ndarray | None = None, boo
     P = poly_design(NF, cterms)
     cur, lag = _stage2_rows(panel)
     Zinst = poly_design(np.column_stack([K[cur], F[lag]]), cterms)
-    yc = panel.year_codes()[0][cur] if opt.time_effects else None
+    codes = panel.effect_codes(opt.time_effects)
+    yc = None if codes is None else codes[cur]
     law = LawOfMotion(opt.markov_degree, yc, panel.markov[lag] if panel.markov is not None else None)
     Pc, Pl, Yc, Yl = P[cur], P[lag], Ycal[cur], Ycal[lag]
 

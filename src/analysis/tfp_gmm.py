@@ -15,7 +15,7 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> w = rng.normal(size=500); om = 0.5 + 0.7 * w + rng.normal(scale=0.1, size=500)
 >>> xi, r2 = LawOfMotion(degree=1).innovation(om, w)
->>> round(float(np.std(xi)), 2), r2 > 0.9
+>>> round(float(np.std(xi)), 1), r2 > 0.9
 (0.1, True)
 """
 

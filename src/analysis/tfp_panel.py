@@ -347,6 +347,8 @@ class PanelData:
         Variables shifting the law of motion (n x r) or ``None``.
     exit
         1 if the firm exits after this period, 0 if it survives, NaN if unknown; or ``None``.
+    group
+        Integer codes of the ``group_effects`` column (e.g. industry), or ``None``.
     unit, time
         Integer unit codes and periods.
     rows
@@ -363,6 +365,7 @@ class PanelData:
     share: np.ndarray | None = None
     markov: np.ndarray | None = None
     exit: np.ndarray | None = None
+    group: np.ndarray | None = None
     _lags: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -394,13 +397,27 @@ class PanelData:
         years, codes = np.unique(self.time, return_inverse=True)
         return codes.astype(np.int64), years
 
+    def effect_codes(self, time_effects: bool) -> np.ndarray | None:
+        """Codes of the absorbed effects: years, groups, group x year cells, or ``None``."""
+        parts = []
+        if self.group is not None:
+            parts.append(self.group)
+        if time_effects:
+            parts.append(self.year_codes()[0])
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return np.unique(parts[0], return_inverse=True)[1].astype(np.int64)
+        key = parts[0].astype(np.int64) * (int(parts[1].max()) + 1) + parts[1]
+        return np.unique(key, return_inverse=True)[1].astype(np.int64)
+
     def subset(self, mask: np.ndarray) -> PanelData:
         """Rows where ``mask`` is true (lags are recomputed)."""
         take = lambda a: None if a is None else a[mask]  # noqa: E731
         return PanelData(
             y=self.y[mask], free=self.free[mask], state=self.state[mask], unit=self.unit[mask],
             time=self.time[mask], rows=self.rows[mask], proxy=take(self.proxy), share=take(self.share),
-            markov=take(self.markov), exit=take(self.exit),
+            markov=take(self.markov), exit=take(self.exit), group=take(self.group),
         )
 
 
@@ -425,5 +442,5 @@ def resample_units(panel: PanelData, rng: np.random.Generator) -> PanelData:
         panel,
         y=panel.y[idx], free=panel.free[idx], state=panel.state[idx], unit=new_unit,
         time=panel.time[idx], rows=panel.rows[idx], proxy=take(panel.proxy), share=take(panel.share),
-        markov=take(panel.markov), exit=take(panel.exit), _lags={},
+        markov=take(panel.markov), exit=take(panel.exit), group=take(panel.group), _lags={},
     )
