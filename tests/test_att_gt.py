@@ -192,6 +192,22 @@ def test_time_varying_covariate_matches_moderndid(mpdta, method, base_period):
     np.testing.assert_allclose(res.tidy()["std_error"], mp.se_gt, atol=PEER)
 
 
+@pytest.mark.parametrize("base_period", ["varying", "universal"])
+def test_gapped_periods_match_moderndid(mpdta, base_period):
+    """Without 2005 (periods 2003, 2004, 2006, 2007) base periods are the previous *observed*
+    period, event times stay calendar differences; cells and aggregations equal moderndid's."""
+    df = mpdta[mpdta["year"] != 2005]
+    res = att_gt(df, **KEYS, base_period=base_period)
+    mp = _md(df, base_period=base_period)
+    np.testing.assert_allclose(res.tidy()["estimate"], mp.att_gt, atol=PEER)
+    np.testing.assert_allclose(res.tidy()["std_error"], mp.se_gt, atol=PEER)
+    for kind, md_kind in (("event", "dynamic"), ("calendar", "calendar"), ("group", "group")):
+        ours = res.aggregate(kind).tidy()
+        theirs = _md_agg(mp, md_kind)
+        np.testing.assert_allclose(ours["estimate"], [*theirs.att_by_event, theirs.overall_att], atol=PEER)
+        np.testing.assert_allclose(ours["std_error"], [*theirs.se_by_event, theirs.overall_se], atol=PEER)
+
+
 def test_universal_base_reference_cell(mpdta):
     """Universal base period: the cell at g-1 is 0 with no standard error (R did convention)."""
     t = att_gt(mpdta, **KEYS, base_period="universal").tidy()
