@@ -150,6 +150,7 @@ def run_estimator(
         out["att_gt"] = res
         out["simple"] = res.aggregate("simple")
         out["event"] = res.aggregate("event", min_e=lo, max_e=hi)
+        out["event"].meta["reference_period"] = None  # varying base: every pre-period is an estimate
         out["group"] = res.aggregate("group")
         out["calendar"] = res.aggregate("calendar")
     elif name == "sunab":
@@ -192,14 +193,16 @@ def run_estimator(
 # ---------------------------------------------------------------------------------------------
 # tests on results
 # ---------------------------------------------------------------------------------------------
-def pretrend_test(es: EstimationResult, *, reference: int = -1) -> dict[str, float]:
+def pretrend_test(es: EstimationResult) -> dict[str, float]:
     """Joint Wald test that all pre-period event-time coefficients are zero.
 
-    Uses the event study's covariance matrix (``es.vcov``); the reference period, if present as
-    a row, is left out. Returns ``{"stat", "df", "p_value"}`` (chi-squared).
+    Uses the event study's covariance matrix (``es.vcov``); the normalised reference period
+    (``es.meta["reference_period"]``, -1 unless it says ``None``), if present as a row, is left
+    out. Returns ``{"stat", "df", "p_value"}`` (chi-squared).
     """
     t = es.table
-    pre = t[(t["event_time"] < 0) & (t["event_time"] != reference)]
+    reference = es.meta.get("reference_period", -1)
+    pre = t[(t["event_time"] < 0) & (t["event_time"] != reference)] if reference is not None else t[t["event_time"] < 0]
     if pre.empty or es.vcov is None:
         return {"stat": np.nan, "df": 0, "p_value": np.nan}
     b = pre["estimate"].to_numpy()

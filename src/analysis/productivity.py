@@ -65,7 +65,8 @@ def estimate_tfp(
         ``log_materials``, ``log_investment``).
     tfp
         The ``tfp`` section of the parameter set: ``method`` (main), ``robustness`` (others),
-        ``by`` (estimate per group, e.g. industry), ``n_boot`` (firm bootstrap draws for the main
+        ``by`` (estimate per group, e.g. industry), ``group_effects`` (industry x year effects in
+        the proxy function and the law of motion, coefficients common), ``n_boot`` (firm bootstrap draws for the main
         method; 0 for none; other proxy methods get no standard errors, OLS, FE and Wooldridge
         analytic ones), ``time_effects``, ``markov_controls``.
     seed
@@ -87,7 +88,7 @@ def estimate_tfp(
         proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
         kwargs = dict(
             output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=tfp.get("by"),
-            time_effects=tfp.get("time_effects", True), seed=seed, progress=progress,
+            time_effects=tfp.get("time_effects", True), group_effects=tfp.get("group_effects"), seed=seed, progress=progress,
             se=_se_kind(method, main=method == tfp["method"], n_boot=int(tfp.get("n_boot", 0))),
             n_boot=max(int(tfp.get("n_boot", 0)), 1),
         )
