@@ -91,12 +91,13 @@ build/deps.mk: src/analysis/deps.py $(wildcard notebooks/*.ipynb) $(shell find s
 
 -include build/deps.mk
 
-# $(1): notebook, $(2): parameter file, $(3): extra papermill arguments
+# $(1): notebook, $(2): parameter file, $(3): extra papermill arguments.
+# Progress bars are for people in JupyterLab; in the published reports they are noise (TQDM_DISABLE).
 define papermill
 	@mkdir -p $(@D)
 	@rm -f $@ $(basename $@).failed.ipynb
 	@echo "papermill $(1) -> $@"
-	@if papermill $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
+	@if TQDM_DISABLE=1 papermill $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
 	      --log-output --no-progress-bar > $(basename $@).log 2>&1; then \
 	    mv $@.tmp.ipynb $@; \
 	else \

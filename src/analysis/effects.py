@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,13 @@ def run_estimator(
     (by year), and the ``"att_gt"`` object itself. Every result's tidy ``estimator`` column
     carries ``name``.
     """
+    with warnings.catch_warnings():
+        # pyfixest warns about singleton fixed effects it drops; the estimators note the count in meta
+        warnings.filterwarnings("ignore", message=".*singleton fixed effect.*")
+        return _run_estimator(name, data, outcome, unit=unit, time=time, cohort=cohort, cluster=cluster, window=window, alpha=alpha, n_boot=n_boot, seed=seed)
+
+
+def _run_estimator(name, data, outcome, *, unit, time, cohort, cluster, window, alpha, n_boot, seed) -> dict[str, EstimationResult]:
     common = dict(cluster=cluster, alpha=alpha)
     lo, hi = window
     out: dict[str, EstimationResult] = {}

@@ -90,7 +90,7 @@ def event_study_plot(
     if title:
         ax.set_title(title)
     if groups != [None] or truth is not None:
-        ax.legend(fontsize="small", frameon=False, ncol=min(4, len(groups) + (truth is not None)))
+        ax.legend(fontsize="small", frameon=False, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     return fig
 
 
