@@ -74,7 +74,26 @@ def test_make_all_publishes_every_report(project):
         errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, f"{page} has error cells"
     assert list((reports / "figures").glob("*.png")) and list((reports / "tables").glob("*.tex"))
+    families = sorted(p.stem.removeprefix("effects_") for p in (project / "config").glob("effects_*.yaml"))
+    assert {f"effects_{f}" for f in families} | {"summary", "03_productivity"} <= set(pages)
     assert _make(project, "all").stdout.strip() == "", "a second make all must have nothing to do"
+
+
+def test_summary_numbers_equal_the_family_tables(project):
+    """Every cell of the summary table equals the same estimate (and s.e.) in its family's headline table."""
+    import pandas as pd
+
+    tables = project / "reports" / "tables"
+    summary = pd.read_csv(tables / "summary_all_effects.csv", index_col=0, dtype=str).fillna("")
+    checked = 0
+    for path in sorted(tables.glob("effects_*_headline.csv")):
+        head = pd.read_csv(path, index_col=0, dtype=str).fillna("")
+        for est in [i for i in head.index if not i.endswith("(s.e.)") and i != "Observations"]:
+            for outcome in head.columns:
+                assert head.loc[est, outcome] == summary.loc[outcome, est], (path.name, est, outcome)
+                assert head.loc[f"{est} (s.e.)", outcome] == summary.loc[f"{outcome} (s.e.)", est]
+                checked += 1
+    assert checked >= 3 * 6
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
