@@ -40,7 +40,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, ParameterError, processed_dir
-from analysis.io import write_parquet
+from analysis.io import progress_options, write_parquet
 from analysis.results import EstimationResult, check_tidy, tidy_frame, wide_table
 
 __all__ = [
@@ -443,7 +443,7 @@ def estimate_family(
     window = tuple(did["window"])
     fits = [(o, e) for o in outcomes for e in did["estimators"]]
     results: dict[tuple[str, str], dict[str, EstimationResult]] = {}
-    bar = tqdm(fits, desc=f"{spec['family']}: estimators x outcomes", disable=not progress)
+    bar = tqdm(fits, desc=f"{spec['family']}: estimators x outcomes", **progress_options(progress))
     for outcome, est in bar:
         bar.set_postfix_str(f"{est} on {outcome}")
         data = panel.dropna(subset=[outcome])

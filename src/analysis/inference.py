@@ -281,7 +281,7 @@ def multiplier_bootstrap(
     multipliers
         ``"mammen"`` (the two-point distribution R ``did`` uses) or ``"rademacher"``.
     progress
-        Show a tqdm bar (``None``: only on a terminal).
+        Show a tqdm bar (``None``: tqdm's default, which ``TQDM_DISABLE=1`` turns off).
     max_chunk_elems
         Draws are generated in chunks of at most this many multipliers (memory bound).
 
@@ -301,6 +301,8 @@ def multiplier_bootstrap(
     True
     """
     from tqdm.auto import tqdm
+
+    from analysis.io import progress_options
 
     if n_boot < 2:
         raise ValueError(f"n_boot must be at least 2, got {n_boot}")
@@ -326,7 +328,7 @@ def multiplier_bootstrap(
     draws = np.empty((n_boot, k))
     chunk = max(1, min(n_boot, max_chunk_elems // max(n_clusters, 1)))
     starts = range(0, n_boot, chunk)
-    for start in tqdm(starts, total=len(starts), desc="multiplier bootstrap", disable=None if progress is None else not progress, leave=False):
+    for start in tqdm(starts, total=len(starts), desc="multiplier bootstrap", leave=False, **progress_options(progress)):
         stop = min(start + chunk, n_boot)
         v = np.where(rng.random((stop - start, n_clusters)) < p_low, values[0], values[1])
         with blas_threads():

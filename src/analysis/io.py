@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_write", "write_parquet", "write_text", "read_table", "file_hash"]
+__all__ = ["atomic_write", "write_parquet", "write_text", "read_table", "file_hash", "progress_options"]
 
 READERS = {
     ".parquet": pd.read_parquet,
@@ -99,3 +99,14 @@ def file_hash(path: str | Path, *, length: int = 12) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:length]
+
+
+def progress_options(progress: bool | None) -> dict:
+    """Keyword arguments for ``tqdm``: ``{}`` to show the bar, ``{"disable": True}`` to hide it.
+
+    ``None`` and ``True`` leave tqdm's defaults, which the environment can override
+    (``TQDM_DISABLE=1``: the Makefile sets it so published reports carry no progress bars, while
+    the same notebook in JupyterLab shows them). Passing ``disable=None`` explicitly instead would
+    bypass the environment.
+    """
+    return {} if progress is None or progress else {"disable": True}

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.io import progress_options
 from analysis.results import EstimationResult, tidy_frame
 from analysis.tfp_estimators import FITTERS, CoreFit, MultipleRootsWarning, Options
 from analysis.tfp_panel import PanelData, lag_index, panel_lag, resample_units
@@ -433,7 +434,7 @@ def _estimate_one(panel: PanelData, opt: Options, *, se: str, n_boot: int, seed,
         rows = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in tqdm(range(n_boot), desc=f"{label} bootstrap", disable=(None if progress is None else not progress),
+            for _ in tqdm(range(n_boot), desc=f"{label} bootstrap", **progress_options(progress),
                           leave=False):
                 draw = resample_units(panel, rng)
                 try:
