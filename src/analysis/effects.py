@@ -164,12 +164,12 @@ def _run_estimator(name, data, outcome, *, unit, time, cohort, cluster, window, 
     elif name == "sunab":
         from analysis.did.sunab import sunab
 
-        out["simple"] = sunab(data, outcome, unit, time, cohort, aggregate="att", **common)
+        out["simple"] = sunab(data, outcome, unit, time, cohort, aggregate="simple", **common)
         out["event"] = sunab(data, outcome, unit, time, cohort, aggregate="event", **common)
     elif name == "imputation":
         from analysis.did.imputation import imputation
 
-        out["simple"] = imputation(data, outcome, unit, time, cohort, aggregate="static", **common)
+        out["simple"] = imputation(data, outcome, unit, time, cohort, aggregate="simple", **common)
         out["event"] = imputation(data, outcome, unit, time, cohort, aggregate="event", horizons=list(range(0, hi + 1)), pretrends=-lo - 1, **common)
     elif name == "stacked":
         from analysis.did.stacked import stacked
@@ -177,7 +177,7 @@ def _run_estimator(name, data, outcome, *, unit, time, cohort, cluster, window, 
         # WFH keep only sub-experiments with a complete event window; the last cohort is treated in
         # the last data year, so a window beyond event time 0 would drop every later cohort.
         kw = dict(kappa_pre=-lo, kappa_post=0, **common)
-        out["simple"] = stacked(data, outcome, unit, time, cohort, aggregate="average", **kw)
+        out["simple"] = stacked(data, outcome, unit, time, cohort, aggregate="simple", **kw)
         out["event"] = stacked(data, outcome, unit, time, cohort, aggregate="event", **kw)
     elif name == "twfe":
         from analysis.did.twfe import twfe

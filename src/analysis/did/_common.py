@@ -42,7 +42,6 @@ __all__ = [
     "event_term",
     "event_time_result",
     "scalar_result",
-    "cluster_sums",
     "singleton_note",
     "as_list",
 ]
@@ -314,22 +313,6 @@ def singleton_note(n_rows: int, n_used: int) -> list[str]:
         "within variation; as reghdfe and pyfixest do - fixest keeps them: same coefficients, "
         "marginally different standard errors)"
     ]
-
-
-def cluster_sums(contrib: np.ndarray, clusters: np.ndarray, n_clusters: int | None = None) -> np.ndarray:
-    """Sum the rows of ``contrib`` (n x k, or n) within clusters; returns G x k.
-
-    Examples
-    --------
-    >>> cluster_sums(np.array([[1.0], [2.0], [3.0]]), np.array([0, 1, 0])).ravel().tolist()
-    [4.0, 2.0]
-    """
-    c = np.asarray(clusters)
-    G = int(c.max()) + 1 if n_clusters is None else int(n_clusters)
-    m = np.asarray(contrib, dtype=float)
-    if m.ndim == 1:
-        return np.bincount(c, weights=m, minlength=G)[:, None]
-    return np.column_stack([np.bincount(c, weights=m[:, j], minlength=G) for j in range(m.shape[1])])
 
 
 def event_time_result(

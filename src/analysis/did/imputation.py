@@ -220,7 +220,7 @@ def imputation(
     cluster
         Column to cluster on (default ``unit``); may be above the unit (e.g. county x industry).
     aggregate
-        ``"event"``: one row per event time (the horizons). ``"static"``: one row ``ATT``, the
+        ``"event"``: one row per event time (the horizons). ``"static"`` (or ``"simple"``): one row ``ATT``, the
         average effect over all treated observations.
     horizons
         Event times to report (default: all observed, from ``-anticipation`` on).
@@ -248,6 +248,7 @@ def imputation(
     >>> es.tidy()["event_time"].tolist()
     [-3, -2, -1, 0, 1, 2, 3]
     """
+    aggregate = "static" if aggregate == "simple" else aggregate  # one name across estimators, as att_gt
     if aggregate not in ("event", "static"):
         raise ValueError(f"aggregate must be 'event' or 'static', got {aggregate!r}")
     if anticipation < 0:

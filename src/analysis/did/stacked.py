@@ -160,7 +160,7 @@ def stacked(
         ``"wfh"``: treat and event-time effects (WFH). ``"unit"``: sub-experiment x unit and
         sub-experiment x event-time effects.
     aggregate
-        ``"event"``: one row per event time in the window except -1. ``"average"``: one row,
+        ``"event"``: one row per event time in the window except -1. ``"average"`` (or ``"simple"``): one row,
         the mean of the post-treatment coefficients (e = 0..kappa_post).
     alpha
         1 - confidence level.
@@ -186,6 +186,7 @@ def stacked(
         raise ValueError(f"weighting must be 'aggregate' or 'none', got {weighting!r}")
     if fixed_effects not in ("wfh", "unit"):
         raise ValueError(f"fixed_effects must be 'wfh' or 'unit', got {fixed_effects!r}")
+    aggregate = "average" if aggregate == "simple" else aggregate  # one name across estimators, as att_gt
     if aggregate not in ("event", "average"):
         raise ValueError(f"aggregate must be 'event' or 'average', got {aggregate!r}")
     panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort,

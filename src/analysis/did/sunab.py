@@ -104,7 +104,7 @@ def sunab(
     reference
         Event time omitted for every cohort.
     aggregate
-        ``"event"``: one row per event time. ``"att"``: one row, the average of all post-treatment
+        ``"event"``: one row per event time. ``"att"`` (or ``"simple"``): one row, the average of all post-treatment
         CATT(g, e) (e >= 0) weighted by their sample counts (fixest's ``agg = "att"``).
     weights
         Optional regression weights (also used for the cohort shares).
@@ -128,6 +128,7 @@ def sunab(
     """
     import pyfixest as pf
 
+    aggregate = "att" if aggregate == "simple" else aggregate  # one name across estimators, as att_gt
     if aggregate not in ("event", "att"):
         raise ValueError(f"aggregate must be 'event' or 'att', got {aggregate!r}")
     panel = prepare_panel(
