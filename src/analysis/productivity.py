@@ -26,7 +26,7 @@ import pandas as pd
 from analysis.config import processed_dir
 from analysis.io import write_parquet
 
-__all__ = ["SPEC", "estimate_tfp", "truth_comparison", "tfp_panel_path", "write_tfp_panel", "load_tfp_panel"]
+__all__ = ["SPEC", "estimate_tfp", "estimate_by_group", "truth_comparison", "tfp_panel_path", "write_tfp_panel", "load_tfp_panel"]
 
 #: the production function of the study (value added, Cobb-Douglas, ACF timing)
 SPEC: dict[str, Any] = {
@@ -106,6 +106,40 @@ def estimate_tfp(
             fits[method] = exc
             out[f"tfp_{method}"] = np.nan
     return out, fits
+
+
+def estimate_by_group(panel: pd.DataFrame, tfp: Mapping[str, Any], by: str, *, seed: int = 0) -> pd.DataFrame:
+    """The main method estimated separately in each group (e.g. 2-digit industry), as the
+    literature does: one row per group with the elasticities, returns to scale and firm-years.
+
+    No standard errors (a bootstrap per industry is left to ``tfp.by`` with ``n_boot``). Groups
+    where the estimator fails or finds no admissible root are kept with their message.
+    """
+    from analysis.tfp import estimate_production
+
+    method = tfp["method"]
+    data = panel.copy()
+    if "certified" in tfp.get("markov_controls", []) and "certified" not in data:
+        data["certified"] = _certified(data)
+    proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
+    data = data.dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
+    kwargs = dict(output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=by,
+                  time_effects=tfp.get("time_effects", True), se="none" if method not in ("ols", "fe", "wrdg") else "analytic", seed=seed, progress=False)
+    if method in ("op", "lp", "acf", "wrdg") and tfp.get("markov_controls"):
+        kwargs["markov_controls"] = list(tfp["markov_controls"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = estimate_production(data, **kwargs)
+    t = fit.tidy()
+    wide = t.pivot_table(index="group", columns="term", values="estimate")
+    wide["returns_to_scale"] = wide.sum(axis=1)
+    wide["firm_years"] = data.groupby(by).size().reindex(wide.index)
+    failures = getattr(fit, "failures", None)
+    if failures is not None and len(failures):
+        failed = pd.DataFrame(failures) if not isinstance(failures, pd.DataFrame) else failures
+        wide = pd.concat([wide, failed.set_index(failed.columns[0])], axis=0)
+    wide.index.name = by
+    return wide
 
 
 def truth_comparison(fits: Mapping[str, Any], latent: pd.DataFrame | None, panel: pd.DataFrame | None = None, *, truth: tuple[float, float] | None = None) -> pd.DataFrame:
