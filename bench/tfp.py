@@ -189,7 +189,7 @@ def main() -> None:
          "300 s"),
         (f"ACF firm bootstrap, {draws} draws, study spec", f"default synthetic world ({r3['rows']:,} rows)", r3, "300 s"),
     ]
-    print(f"\n| task | data | time (s) | peak RSS (GB) | RSS after loading data (GB) | target |")
+    print("\n| task | data | time (s) | peak RSS (GB) | RSS after loading data (GB) | target |")
     print("|---|---|---|---|---|---|")
     for name, data, r, target in rows:
         print(f"| {name} | {data} | {r['seconds']} | {r['peak_rss_gb']} | {r['rss_after_load_gb']} | {target} |")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import warnings
 
-import moderndid
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,16 +14,6 @@ from analysis.did.imputation import imputation
 from staggered_sim import simulate_staggered, true_att, true_event_effects
 
 warnings.filterwarnings("ignore", module="diff_diff")
-
-
-@pytest.fixture(scope="module")
-def mpdta() -> pd.DataFrame:
-    return moderndid.load_mpdta().to_pandas()
-
-
-@pytest.fixture(scope="module")
-def sim() -> pd.DataFrame:
-    return simulate_staggered(n_cells=60, firms_per_cell=6, seed=3)
 
 
 def _diff_diff_event(df, cohort, **kw):

@@ -7,7 +7,6 @@ quantiles), computed independently of analysis.results.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

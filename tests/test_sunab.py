@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import warnings
 
-import moderndid
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,16 +13,6 @@ from analysis.did.sunab import sunab
 from staggered_sim import simulate_staggered, true_event_effects
 
 warnings.filterwarnings("ignore", module="pyfixest")
-
-
-@pytest.fixture(scope="module")
-def mpdta() -> pd.DataFrame:
-    return moderndid.load_mpdta().to_pandas()
-
-
-@pytest.fixture(scope="module")
-def sim() -> pd.DataFrame:
-    return simulate_staggered(n_cells=60, firms_per_cell=6, seed=3)
 
 
 def test_post_periods_equal_published_cs_event_study_on_mpdta(mpdta):

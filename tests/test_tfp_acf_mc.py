@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from acf_dgp import TRUE_BK, TRUE_BL, simulate_acf

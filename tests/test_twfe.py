@@ -26,11 +26,6 @@ def ehec() -> pd.DataFrame:
     return moderndid.load_ehec().to_pandas()
 
 
-@pytest.fixture(scope="module")
-def sim() -> pd.DataFrame:
-    return simulate_staggered(n_cells=60, firms_per_cell=6, seed=3)
-
-
 def test_static_twfe_matches_published_fixest_on_ehec(ehec):
     """Static TWFE of insurance coverage on Medicaid expansion, clustered by state.
 

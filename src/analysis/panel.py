@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.config import RAW, ROOT, ParameterError, load_params, processed_dir
+from analysis.config import ROOT, ParameterError, load_params, processed_dir
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
 from analysis.simulate import POLLUTANTS, cohort_from_date, simulate_world

@@ -425,7 +425,7 @@ def _production(p: dict, pop: dict, shift: np.ndarray) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------
 def _cell_year_stats(p: dict, pop: dict, prod: dict, cells: pd.DataFrame) -> pd.DataFrame:
     """Cell output, firm count and SME output share per year (untreated world)."""
-    T, alive = pop["T"], pop["alive"]
+    alive = pop["alive"]
     t_idx, f_idx = np.nonzero(alive)
     output = np.exp(prod["y"][t_idx, f_idx]) + np.exp(prod["m"][t_idx, f_idx])
     sme = (np.exp(prod["l"][t_idx, f_idx]) < p["sme"]["max_employment"]) | (output < p["sme"]["max_output"])
@@ -492,7 +492,6 @@ def _effect_path(p: dict, family: str, cohort: np.ndarray, year: np.ndarray, mul
 def _outcomes(p: dict, pop: dict, prod: dict, t_idx: np.ndarray, f_idx: np.ndarray, pat_shift: np.ndarray, em_shift: np.ndarray) -> dict[str, np.ndarray]:
     """Observable outcomes of firm-years (t_idx, f_idx) under one production path."""
     firm, sh, base = pop["firm"], pop["shock"], pop["base"]
-    year = p["years"][0] + t_idx
     y, m, l, k = (prod[key][t_idx, f_idx] for key in ("y", "m", "l", "k"))
     omega = prod["omega"][t_idx, f_idx]
     va, mat = np.exp(y), np.exp(m)

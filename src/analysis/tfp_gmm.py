@@ -29,7 +29,7 @@ from scipy.optimize import least_squares
 
 from scipy.linalg.blas import daxpy as _axpy
 
-from analysis.tfp_panel import group_demean, poly_design, poly_terms
+from analysis.tfp_panel import poly_design, poly_terms
 
 __all__ = ["LawOfMotion", "solve_moments", "distinct_solutions", "moment_weight"]
 
