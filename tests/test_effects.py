@@ -19,6 +19,7 @@ from scipy import stats
 from analysis.config import CONFIG_DIR, ParameterError
 from analysis.effects import (
     attach_truth,
+    attach_truth_overall,
     count_effects,
     equality_test,
     load_family,
@@ -84,6 +85,16 @@ def test_attach_truth_marks_coverage():
     assert out["bias"].tolist() == pytest.approx([-0.1, 0.9])
     assert out["covered"].tolist() == [True, False]
     assert attach_truth(tidy, None, {"y": "ty"}, "simple")["covered"].isna().all()
+
+
+def test_stacked_is_compared_with_the_effect_at_impact():
+    """Overall ATTs meet the simple truth, stacked DiD (window ending at event time 0) the truth at e = 0."""
+    tidy = pd.DataFrame({"outcome": "y", "estimator": ["cs_dr", "stacked"], "term": "ATT", "estimate": [1.0, 0.5], "std_error": 0.1,
+                         "conf_low": [0.8, 0.3], "conf_high": [1.2, 0.7], "p_value": 0.0, "n_obs": 10})
+    truth = pd.DataFrame({"outcome": ["ty", "ty", "ty"], "aggregation": ["simple", "event", "event"], "event_time": [pd.NA, 0, 1], "att": [1.1, 0.45, 1.5]})
+    out = attach_truth_overall(tidy, truth, {"y": "ty"})
+    assert out["truth"].tolist() == pytest.approx([1.1, 0.45])
+    assert out["covered"].tolist() == [True, True]
 
 
 def test_proportional_truth_weights_cells_by_treated_observations():

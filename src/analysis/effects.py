@@ -54,9 +54,11 @@ __all__ = [
     "heterogeneity",
     "count_effects",
     "attach_truth",
+    "attach_truth_overall",
     "truth_by_group",
     "proportional_truth",
     "honest_sensitivity",
+    "breakdown_value",
     "headline_table",
     "summary_table",
     "bias_summary",
@@ -373,6 +375,21 @@ def attach_truth(tidy: pd.DataFrame, truth: pd.DataFrame | None, mapping: Mappin
     return out
 
 
+def attach_truth_overall(simple: pd.DataFrame, truth: pd.DataFrame | None, mapping: Mapping[str, str | None]) -> pd.DataFrame:
+    """:func:`attach_truth` for overall ATTs, each compared with its own estimand.
+
+    Every estimator targets the average effect over certified firm-years (``simple``), except
+    stacked DiD, whose window ends at event time 0 here (see :func:`run_estimator`): its rows are
+    compared with the true effect at impact.
+    """
+    out = attach_truth(simple, truth, mapping, "simple")
+    stacked = (out["estimator"] == "stacked").to_numpy()
+    if truth is not None and stacked.any():
+        impact = attach_truth(simple.assign(event_time=0), truth, mapping, "event")
+        out.loc[stacked, ["truth", "bias", "covered"]] = impact.loc[stacked, ["truth", "bias", "covered"]]
+    return out
+
+
 def truth_by_group(potential: pd.DataFrame, labels: pd.DataFrame, outcome: str, dimension: str) -> pd.Series:
     """True ATT (mean Y(1) - Y(0) over post-certification member firm-years) by group label.
 
@@ -495,6 +512,25 @@ def honest_sensitivity(
     mbar = [m for m in did["honest_mbar"] if m > 0]
     sens = honest_did(es, restriction=restriction, M=mbar, alpha=did["alpha"]).tidy()
     return es, sens
+
+
+def breakdown_value(sens: pd.DataFrame) -> float:
+    """The largest M up to which every robust confidence set excludes zero (the "breakdown" value).
+
+    ``sens`` is the tidy frame of :func:`honest_sensitivity` (an ``original`` row with missing
+    ``M`` and one row per M). Works for effects of either sign; ``nan`` if even the smallest M's
+    set contains zero.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"M": [None, 0.5, 1.0, 2.0], "conf_low": [-0.3, -0.3, -0.35, -0.5], "conf_high": [-0.1, -0.05, -0.01, 0.1]})
+    >>> breakdown_value(s)
+    1.0
+    """
+    rows = sens[sens["M"].notna()].sort_values("M")
+    excludes = ((rows["conf_low"] > 0) | (rows["conf_high"] < 0)).cummin()
+    kept = rows.loc[excludes, "M"]
+    return float(kept.max()) if len(kept) else float("nan")
 
 
 def headline_table(simple: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
