@@ -27,18 +27,16 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import current_rss_gb, machine, package_versions, peak_rss_gb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -106,11 +104,6 @@ def _run_csdid(df: pd.DataFrame, task: str) -> np.ndarray:
 RUNNERS = {"ours": _run_ours, "diff-diff": _run_diff_diff, "moderndid": _run_moderndid, "csdid": _run_csdid}
 
 
-def _rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
-
-
 def child(tool: str, task: str, path: str) -> None:
     """Warm up on a small panel, load the data, time one call; print one JSON line."""
     import warnings
@@ -119,11 +112,11 @@ def child(tool: str, task: str, path: str) -> None:
     runner = RUNNERS[tool]
     runner(simulate(300, seed=99), task)
     df = pd.read_parquet(path)
-    base = _rss_gb()
+    base = current_rss_gb()
     start = time.perf_counter()
     att = runner(df, task)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB -> GB on Linux
+    peak = peak_rss_gb()
     print(json.dumps({"seconds": seconds, "peak_gb": peak, "added_gb": peak - base, "att": np.sort(np.asarray(att, dtype=float)).tolist()}))
 
 
@@ -141,29 +134,6 @@ def measure(tool: str, task: str, path: Path, single_thread: bool) -> dict:
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "pandas", "scipy", "diff-diff", "moderndid", "csdid"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GB RAM, {platform.system()} {platform.release()}"
 
 
 def run(sizes: list[int], tools: list[str], tasks: list[str], repeats: int, single_thread: bool = False) -> pd.DataFrame:
@@ -221,8 +191,8 @@ def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str, 
     lines = [
         _heading(single_thread),
         "",
-        f"Run `python bench/did.py --write` ({dt.date.today().isoformat()}). Machine: {_machine()}; load average before the run: {load}.",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()) + ".",
+        f"Run `python bench/did.py --write` ({dt.date.today().isoformat()}). Machine: {machine()}; load average before the run: {load}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in package_versions(("numpy", "pandas", "scipy", "diff-diff", "moderndid", "csdid")).items()) + ".",
         "",
         "Data: balanced firm panel, 13 years (2010-2022), cohorts 2015/2017/2019 (15% each) and never treated (55%),",
         "no covariates; doubly robust, never-treated controls, varying base period, analytic standard errors",
@@ -283,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         child(*args.child)
         return
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average: {load}; {_machine()}")
+    print(f"load average: {load}; {machine()}")
     table = run(args.sizes, args.tools, args.tasks, args.repeats, args.single_thread)
     section = to_markdown(table, args.sizes, args.repeats, load, args.single_thread)
     print()

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import machine, package_versions, peak_rss_gb
 
 LIBS = ("ours", "pyfixest", "linearmodels")
 YEARS = np.arange(2013, 2026)
@@ -63,17 +62,13 @@ def simulate(n_firms: int, seed: int = 0) -> pd.DataFrame:
     })
 
 
-def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kB
-
-
 def worker(lib: str, path: str) -> dict:
     """Run one library on the data at ``path``; return timing, memory and coefficients."""
     import warnings
 
     warnings.filterwarnings("ignore")
     df = pd.read_parquet(path)
-    mem_data = _peak_gb()
+    mem_data = peak_rss_gb()
     if lib == "ours":
         import pyfixest  # noqa: F401  imported before the clock, as in the pyfixest run
         from analysis.did.twfe import twfe
@@ -110,7 +105,7 @@ def worker(lib: str, path: str) -> dict:
         se = {int(k[1:]): float(v) for k, v in fit.std_errors.items()}
     else:
         raise ValueError(lib)
-    return {"lib": lib, "wall_s": wall, "peak_gb": _peak_gb(), "data_gb": mem_data, "coef": coef, "se": se}
+    return {"lib": lib, "wall_s": wall, "peak_gb": peak_rss_gb(), "data_gb": mem_data, "coef": coef, "se": se}
 
 
 def run(lib: str, path: str, repeat: int) -> dict:
@@ -126,28 +121,6 @@ def run(lib: str, path: str, repeat: int) -> dict:
     return best
 
 
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {p: version(p) for p in ("numpy", "pandas", "pyfixest", "linearmodels")}
-
-
-def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024**2
-    except (OSError, ValueError, IndexError):
-        mem = float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GB RAM, Python {platform.python_version()}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--firms", type=int, nargs="+", default=[20_000, 200_000])
@@ -159,7 +132,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.data)))
         return
-    print(f"# TWFE event study benchmark, {date.today()}\n\n{machine()}; {versions()}\n")
+    print(f"# TWFE event study benchmark, {date.today()}\n\n{machine()}; {package_versions(('numpy', 'pandas', 'pyfixest', 'linearmodels'))}\n")
     print("| firms | rows | library | fit wall time (s) | peak memory (GB) | memory after reading data (GB) "
           "| time ratio (peer/ours) | memory ratio (peer/ours) | max abs coef diff vs ours |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")

@@ -34,12 +34,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
+
+from _common import peak_rss_gb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -65,18 +66,6 @@ def _simulate(n_firms: int, n_years: int, dgp: int, path: Path, *, seed: int, ch
     df.to_parquet(path)
 
 
-def _peak_rss_gb() -> float:
-    """Peak resident memory of this process (VmHWM). Not ``ru_maxrss``: on Linux that survives
-    fork + exec, so a child would report its parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
 def _world(path: Path) -> None:
     """The default synthetic world's panel with logs and the certification indicator."""
     from analysis.config import load_params
@@ -100,7 +89,7 @@ def _child(task: str, path: str, draws: int) -> None:
     from analysis.tfp import estimate_production
 
     df = pd.read_parquet(path)
-    rss_loaded = _peak_rss_gb()
+    rss_loaded = peak_rss_gb()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -119,7 +108,7 @@ def _child(task: str, path: str, draws: int) -> None:
         "task": task,
         "rows": len(df),
         "seconds": round(seconds, 2),
-        "peak_rss_gb": round(_peak_rss_gb(), 3),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
         "rss_after_load_gb": round(rss_loaded, 3),
         "estimate": [round(float(v), 4) for v in fit.coef()],
         "std_error": [round(float(v), 4) for v in fit.se()],
