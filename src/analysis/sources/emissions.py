@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.io import read_table
-from analysis.sources.names import LinkageError, LinkageReport, firm_keys, fuzzy_candidates, link_by_name, name_key
+from analysis.sources.names import (
+    LinkageError,
+    LinkageReport,
+    firm_keys,
+    fuzzy_candidates,
+    link_by_name,
+    name_key,
+)
 
 __all__ = ["POLLUTANTS", "UNITS", "EmissionLinkage", "link_emissions", "read_emission_records", "to_tonnes"]
 
