@@ -27,6 +27,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "LEGAL_FORMS", "LinkageError", "LinkageReport", "firm_keys", "fuzzy_candidates", "is_organisation",
@@ -56,30 +58,52 @@ LEGAL_FORMS: dict[str, str] = {
     "INC": "公司",
 }
 
-_BRACKETS = str.maketrans({c: "(" for c in "[{【〔〖「『〈《<"} | {c: ")" for c in "]}】〕〗」』〉》>"})
-# everything that is not a letter, digit or CJK ideograph (after NFKC and bracket removal)
-_PUNCT = re.compile(r"[\s\W_]+", flags=re.UNICODE)
-_SUFFIX = re.compile("(" + "|".join(sorted(map(re.escape, LEGAL_FORMS), key=len, reverse=True)) + ")$")
-_ORG_WORDS = re.compile(
-    "公司|厂|集团|大学|学院|学校|研究|院|所|中心|医院|局|委员会|协会|合作社|站|部|研究会|实验室|"
-    "COLTD|LTD|INC|CORP|GMBH|UNIV|INST|LLC|AG$|SA$"
+# brackets of every width and shape are "unified" by removing them with the other punctuation:
+# "X(集团)" and "X【集团】" and "X集团" give one key. Everything that is not a letter or digit goes.
+_PUNCT = r"[^\p{L}\p{N}]+"  # RE2 (pyarrow) syntax
+_SUFFIX = "(?P<form>" + "|".join(sorted(map(re.escape, LEGAL_FORMS), key=len, reverse=True)) + ")$"
+_ORG_WORDS = (
+    "公司|厂|集团|大学|学院|学校|研究|院|所|中心|医院|局|委员会|协会|合作社|站|部|实验室|"
+    "COLTD|LTD|INC|CORP|GMBH|UNIV|INST|LLC"
 )
 
 
+def _to_arrow(s: pd.Series) -> pa.Array:
+    arr = pa.array(s.astype("string[pyarrow]"))
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _to_series(arr: pa.Array, index: pd.Index, name=None) -> pd.Series:
+    if pa.types.is_large_string(arr.type) or pa.types.is_string(arr.type):
+        return pd.Series(pd.arrays.ArrowStringArray(arr), index=index, name=name)
+    return pd.Series(arr.to_numpy(zero_copy_only=False), index=index, name=name)
+
+
 def _on_uniques(s: pd.Series, func) -> pd.Series:
-    """Apply a vectorised ``func`` (Series -> Series) to the distinct values of ``s`` only."""
-    codes, uniques = pd.factorize(s.astype("string"), use_na_sentinel=True)
-    out = func(pd.Series(uniques, dtype="string"))
-    res = pd.array(out.to_numpy(dtype=object)[codes], dtype="string")
-    res[codes < 0] = pd.NA
-    return pd.Series(res, index=s.index, name=s.name)
+    """Apply ``func`` (pyarrow array -> pyarrow array) to the distinct values of ``s`` only."""
+    enc = pc.dictionary_encode(_to_arrow(s))
+    out = func(enc.dictionary)
+    return _to_series(pc.take(out, enc.indices), s.index, s.name)
 
 
-def _normalise_unique(s: pd.Series) -> pd.Series:
-    s = s.str.normalize("NFKC")  # full-width letters, digits, brackets and spaces -> half-width
-    s = s.str.translate(_BRACKETS).str.replace(r"[()]", "", regex=True)  # brackets unified, then dropped
-    s = s.str.upper().str.replace(_PUNCT, "", regex=True)
-    return s.mask(s == "")
+def _normalise_unique(a: pa.Array) -> pa.Array:
+    a = pc.utf8_normalize(a, form="NFKC")  # full-width letters, digits, brackets and spaces -> half-width
+    a = pc.replace_substring_regex(pc.utf8_upper(a), pattern=_PUNCT, replacement="")
+    return pc.if_else(pc.equal(a, ""), pa.scalar(None, a.type), a)
+
+
+def _form(a: pa.Array) -> pa.Array:
+    return pc.struct_field(pc.extract_regex(a, _SUFFIX), [0])
+
+
+def _strip(a: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(a, pattern=_SUFFIX, replacement="")
+
+
+def _canonical(form: pa.Array) -> pa.Array:
+    keys = pa.array(list(LEGAL_FORMS), type=form.type)
+    vals = pa.array(list(LEGAL_FORMS.values()), type=form.type)
+    return pc.take(vals, pc.index_in(form, value_set=keys))
 
 
 def normalize_name(s: pd.Series) -> pd.Series:
@@ -102,12 +126,9 @@ def normalize_name(s: pd.Series) -> pd.Series:
     ['华星电子集团有限公司', 'ACME有限公司']
     """
 
-    def func(u: pd.Series) -> pd.Series:
+    def func(u: pa.Array) -> pa.Array:
         n = _normalise_unique(u)
-        form = n.str.extract(_SUFFIX, expand=False)
-        stem = n.str.replace(_SUFFIX, "", regex=True)
-        canon = form.map(LEGAL_FORMS)
-        return stem.str.cat(canon.fillna(""), na_rep=pd.NA) if len(n) else n
+        return pc.binary_join_element_wise(_strip(n), pc.fill_null(_canonical(_form(n)), ""), pa.scalar("", n.type))
 
     return _on_uniques(s, func)
 
@@ -121,11 +142,10 @@ def name_key(s: pd.Series) -> pd.Series:
     ['华星电子', '华星电子']
     """
 
-    def func(u: pd.Series) -> pd.Series:
+    def func(u: pa.Array) -> pa.Array:
         n = _normalise_unique(u)
-        for _ in range(2):  # "X集团有限公司" -> "X": at most two suffixes stacked
-            n = n.str.replace(_SUFFIX, "", regex=True)
-        return n.mask(n == "")
+        n = _strip(_strip(n))  # "X集团 有限公司" -> "X": at most two suffixes stacked
+        return pc.if_else(pc.equal(n, ""), pa.scalar(None, n.type), n)
 
     return _on_uniques(s, func)
 
@@ -138,12 +158,7 @@ def legal_form(s: pd.Series) -> pd.Series:
     >>> legal_form(pd.Series(["A有限责任公司", "B大学"])).tolist()
     ['有限公司', <NA>]
     """
-
-    def func(u: pd.Series) -> pd.Series:
-        form = _normalise_unique(u).str.extract(_SUFFIX, expand=False)
-        return form.map(LEGAL_FORMS).astype("string")
-
-    return _on_uniques(s, func)
+    return _on_uniques(s, lambda u: _canonical(_form(_normalise_unique(u))))
 
 
 def is_organisation(s: pd.Series) -> pd.Series:
@@ -155,8 +170,8 @@ def is_organisation(s: pd.Series) -> pd.Series:
     >>> is_organisation(pd.Series(["张伟", "清华大学", "华星电子有限公司"])).tolist()
     [False, True, True]
     """
-    n = _on_uniques(s, _normalise_unique)
-    return n.str.contains(_ORG_WORDS, regex=True).fillna(False).astype(bool)
+    out = _on_uniques(s, lambda u: pc.fill_null(pc.match_substring_regex(_normalise_unique(u), _ORG_WORDS), False))
+    return out.astype(bool)
 
 
 def split_names(s: pd.Series, sep: str = ";") -> pd.Series:
@@ -168,9 +183,12 @@ def split_names(s: pd.Series, sep: str = ";") -> pd.Series:
     >>> split_names(pd.Series(["甲公司; 乙大学", "丙厂；"])).tolist()
     ['甲公司', '乙大学', '丙厂']
     """
-    parts = s.astype("string").str.replace("；", sep, regex=False).str.split(sep, regex=False)
-    long = parts.explode().astype("string").str.strip()
-    return long[long.notna() & (long != "")]
+    a = pc.replace_substring(_to_arrow(s), "；", sep)
+    lists = pc.split_pattern(a, sep)
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    parent = pc.list_parent_indices(lists).to_numpy()
+    keep = pc.fill_null(pc.not_equal(flat, ""), False).to_numpy(zero_copy_only=False)
+    return _to_series(flat.filter(pa.array(keep)), s.index[parent[keep]], s.name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -273,7 +291,7 @@ def link_by_name(rows: pd.DataFrame, keys: pd.DataFrame, *, within_county: bool 
     if "address" in rows.columns:
         r["address"] = rows["address"].astype("string").to_numpy()
     # candidates: current-name firms if the key has any, else former-name firms
-    k = keys[keys["key"].isin(r["key"].dropna().unique())]
+    k = keys
     has_current = k["key"].isin(k.loc[k["name_source"] == "current", "key"])
     k = k[(k["name_source"] == "current") | ~has_current]
     n_cand = k.groupby("key", as_index=False)["firm_id"].nunique().rename(columns={"firm_id": "n_cand"})
@@ -303,7 +321,7 @@ def link_by_name(rows: pd.DataFrame, keys: pd.DataFrame, *, within_county: bool 
         out.loc[won["_row"].to_numpy(), "method"] = "county"
         left = multi[~multi["_row"].isin(won["_row"])]
         if len(left):
-            cands = left.groupby("_row")["firm_id"].agg(lambda x: ";".join(map(str, sorted(set(x)))))
+            cands = _joined_ids(left, "_row")
             out.loc[cands.index.to_numpy(), "method"] = "ambiguous"
             out.loc[cands.index.to_numpy(), "candidates"] = cands.to_numpy()
     out.loc[r["key"].isna().to_numpy(), "method"] = "no name"
@@ -340,11 +358,10 @@ def fuzzy_candidates(names: pd.Series, keys: pd.DataFrame, *, limit: int = 3, sc
     from rapidfuzz import fuzz, process
 
     q = pd.Series(names.dropna().unique(), dtype=object)
-    choices = keys.groupby("key")["firm_id"].agg(lambda x: ";".join(map(str, sorted(set(x)))))
     cols = ["key", "candidate_key", "candidate_firm_ids", "score"]
-    if not len(q) or not len(choices):
+    ch = keys["key"].dropna().unique().astype(object)
+    if not len(q) or not len(ch):
         return pd.DataFrame(columns=cols)
-    ch = choices.index.to_numpy(dtype=object)
     rows = []
     for start in range(0, len(q), 64):  # bounded memory: 64 x n_keys uint8 scores at a time
         block = q.iloc[start : start + 64].tolist()
@@ -353,8 +370,17 @@ def fuzzy_candidates(names: pd.Series, keys: pd.DataFrame, *, limit: int = 3, sc
         for i, name in enumerate(block):
             for j in top[i]:
                 if sc[i, j] >= score_cutoff:
-                    rows.append((name, ch[j], choices.iloc[j], float(sc[i, j])))
-    return pd.DataFrame(rows, columns=cols)
+                    rows.append((name, ch[j], float(sc[i, j])))
+    out = pd.DataFrame(rows, columns=["key", "candidate_key", "score"])
+    ids = _joined_ids(keys[keys["key"].isin(out["candidate_key"])], "key").rename("candidate_firm_ids")
+    out = out.merge(ids, left_on="candidate_key", right_index=True, how="left")
+    return out[cols].reset_index(drop=True)
+
+
+def _joined_ids(df: pd.DataFrame, by: str) -> pd.Series:
+    """``;``-joined sorted distinct firm ids per value of ``by`` (vectorised apart from the join)."""
+    d = df[[by, "firm_id"]].drop_duplicates().sort_values([by, "firm_id"])
+    return d.assign(s=d["firm_id"].astype(str)).groupby(by)["s"].agg(";".join)
 
 
 class LinkageReport:

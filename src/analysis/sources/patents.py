@@ -157,7 +157,10 @@ def read_applications(source: str | Path | pd.DataFrame, *, rename: dict[str, st
             raise LinkageError(f"{what} lacks a column for '{need}' (tried {list(COLUMNS[need])}); it has {list(raw.columns)}")
     out = pd.DataFrame({f: raw[c].to_numpy() for f, c in cols.items() if c is not None})
     out["app_no"] = out["app_no"].astype("string").str.strip()
-    date = pd.to_datetime(out["filing_date"].astype("string").str.replace(".", "-", regex=False), errors="coerce", format="mixed")
+    if pd.api.types.is_datetime64_any_dtype(out["filing_date"]):
+        date = out["filing_date"]
+    else:
+        date = pd.to_datetime(out["filing_date"].astype("string").str.replace(".", "-", regex=False), errors="coerce", format="mixed")
     bad = date.isna()
     if bad.any():
         raise LinkageError(f"{what}: column '{cols['filing_date']}' has unreadable dates in rows {list(out.index[bad][:10])} (e.g. {out.loc[bad, 'filing_date'].head(3).tolist()})")
@@ -317,9 +320,8 @@ def link_patents(
 
 def _report(long: pd.DataFrame, a: pd.DataFrame, keys: pd.DataFrame, *, n_unmatched: int, fuzzy_cutoff: float, counting: str) -> LinkageReport:
     """Linkage report of patent applications (shares by type and year, ambiguous, unmatched)."""
-    any_link = long.groupby("_app")["firm_id"].apply(lambda x: x.notna().any()) if len(long) else pd.Series(dtype=bool)
     linked_app = np.zeros(len(a), dtype=bool)
-    linked_app[any_link.index.to_numpy()[any_link.to_numpy()]] = True
+    linked_app[long.loc[long["firm_id"].notna(), "_app"].to_numpy(dtype=np.int64)] = True
     shares = (
         pd.DataFrame({"patent_type": a["patent_type"].to_numpy(), "year": a["year"].to_numpy(), "linked": linked_app})
         .groupby(["patent_type", "year"])["linked"]
@@ -328,8 +330,10 @@ def _report(long: pd.DataFrame, a: pd.DataFrame, keys: pd.DataFrame, *, n_unmatc
     )
     shares["share_linked"] = shares["n_linked"] / shares["n_records"]
     named = long[long["method"] != "firm_id"]
-    org = is_organisation(named["applicant"])
-    method = named["method"].where(org | (named["method"] != "unmatched"), "unmatched person")
+    org = pd.Series(True, index=named.index)
+    is_un = named["method"] == "unmatched"
+    org[is_un] = is_organisation(named.loc[is_un, "applicant"]).to_numpy()
+    method = named["method"].where(org | ~is_un, "unmatched person")
     methods = pd.concat([method, long.loc[long["method"] == "firm_id", "method"]]).value_counts().rename_axis("method").reset_index(name="n")
     amb = named[named["method"] == "ambiguous"]
     ambiguous = (
