@@ -46,7 +46,12 @@ def make_data(n_firms: int, n_apps: int, folder: Path, seed: int = 1) -> None:
     import numpy as np
     import pandas as pd
 
-    from analysis.example_records import _outside_names, _variant, firm_names, place_names
+    from analysis.example_records import (
+        _outside_names,
+        _variant,
+        firm_names,
+        place_names,
+    )
 
     rng = np.random.default_rng(seed)
     fid = np.arange(n_firms, dtype=np.int64) + 1_000_001
@@ -205,7 +210,7 @@ def main() -> None:
         print(json.dumps(r, ensure_ascii=False))
     ratio = rows[2]["total_s"] / rows[1]["total_s"]
     print(
-        f"\n| task | applications | firms | time (s) | peak (GB) |\n|---|---:|---:|---:|---:|\n"
+        "\n| task | applications | firms | time (s) | peak (GB) |\n|---|---:|---:|---:|---:|\n"
         + "\n".join(f"| {r['task']} | {r['n_apps']:,} | {r['n_firms']:,} | {r['total_s']:.1f} | {r['peak_gb']:.2f} |" for r in rows)
         + f"\n\npython loop / ours on the same {n_sub:,} applications: {ratio:.2f}x time "
         f"(the loop does less: no former names, no county tie-break, no report)"

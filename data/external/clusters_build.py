@@ -91,14 +91,14 @@ def build() -> list[dict]:
     with open(HERE / "certified_clusters_partial.csv", encoding="utf-8") as f:
         for r in csv.DictReader(f):
             rows.append(
-                dict(batch=int(r["batch_year"]), cluster_name=r["cluster_name"], province=r["province"], prefecture=r["city"], county=r["county"],
-                     industry=r["industry"], industry_cic2=r["industry_cic2"], match_rule="project hand mapping of the leading industry (certified_clusters_partial.csv)" if r["industry_cic2"] else "outside manufacturing (services / design): no CIC 13-43 code",
-                     source=r["source"])
+                {"batch": int(r["batch_year"]), "cluster_name": r["cluster_name"], "province": r["province"], "prefecture": r["city"], "county": r["county"],
+                     "industry": r["industry"], "industry_cic2": r["industry_cic2"], "match_rule": "project hand mapping of the leading industry (certified_clusters_partial.csv)" if r["industry_cic2"] else "outside manufacturing (services / design): no CIC 13-43 code",
+                     "source": r["source"]}
             )  # fmt: skip
     for b, name, prov, pref, county, ind, cic2, rule, src in ADDED:
-        rows.append(dict(batch=b, cluster_name=name, province=prov, prefecture=pref, county=county, industry=ind, industry_cic2=cic2, match_rule=rule, source=src + "; prefecture filled from the code table"))
+        rows.append({"batch": b, "cluster_name": name, "province": prov, "prefecture": pref, "county": county, "industry": ind, "industry_cic2": cic2, "match_rule": rule, "source": src + "; prefecture filled from the code table"})
     out = []
-    for i, r in enumerate(sorted(rows, key=lambda r: (r["batch"], r["province"], r["county"], r["cluster_name"])), start=1):
+    for r in sorted(rows, key=lambda r: (r["batch"], r["province"], r["county"], r["cluster_name"])):
         code, note = county_code(codes, r["province"], r["prefecture"], r["county"])
         notice, date, public = NOTICES[r["batch"]]
         rere = "not due"
@@ -106,11 +106,15 @@ def build() -> list[dict]:
             rere = "passed 2025" if r["cluster_name"] in PASSED_2025 else "unknown (97 of 100 passed in 2025)"
         src = r["source"] + note + (f"; re-review: {REREVIEW_SRC}" if rere == "passed 2025" else "")
         out.append(
-            dict(cluster_id=f"N{r['batch']}-{i:03d}", batch=r["batch"], cluster_name=r["cluster_name"], province=r["province"], prefecture=r["prefecture"],
-                 county=r["county"], county_code=code, code_vintage="NBS 2023" if code else "", industry=r["industry"], industry_cic2=r["industry_cic2"],
-                 industry_cic4="", match_type="core" if r["industry_cic2"] else "none", match_rule=r["match_rule"], notice=notice, notice_date=date,
-                 public_date=public, rereview=rere, source=src)
+            {"cluster_id": f"{r['batch']}-{code or r['county']}-{r['industry_cic2'] or 'x'}", "batch": r["batch"], "cluster_name": r["cluster_name"], "province": r["province"], "prefecture": r["prefecture"],
+                 "county": r["county"], "county_code": code, "code_vintage": "NBS 2023" if code else "", "industry": r["industry"], "industry_cic2": r["industry_cic2"],
+                 "industry_cic4": "", "match_type": "core" if r["industry_cic2"] else "none", "match_rule": r["match_rule"], "notice": notice, "notice_date": date,
+                 "public_date": public, "rereview": rere, "source": src}
         )  # fmt: skip
+    ids = [r["cluster_id"] for r in out]
+    for r in out:  # stable ids: batch-county-industry; a repeat (two service clusters of one county) gets the name
+        if ids.count(r["cluster_id"]) > 1:
+            r["cluster_id"] += "-" + r["cluster_name"]
     return out
 
 
