@@ -118,3 +118,18 @@ def test_committed_coverage_table_is_consistent(clusters):
     n = clusters.groupby(["batch", "province"]).size()
     for b, p, k in zip(cov["batch"], cov["province"], cov["n_certified"]):
         assert n.get((b, p), 0) == k, (b, p)
+
+
+def test_list_feeds_panel_assignment(clusters):
+    """for_assignment gives panel.assign_clusters what it needs; a firm in a listed cell gets
+    the cluster and the cohort of its announcement (batch 2023, announced 2023-10-18, late
+    month 7 -> first treated 2024)."""
+    from analysis.panel import assign_clusters
+    from analysis.sources.clusters import for_assignment
+
+    a = for_assignment(clusters)
+    assert len(a) == clusters[["county_code", "industry_cic2"]].notna().all(axis=1).sum()
+    row = a[a["batch"] == 2023].iloc[0]
+    firms = pd.DataFrame({"firm_id": [1, 2], "year": [2024, 2024], "county_code": [row["county_code"], 999999], "industry_code": [row["industry_code"], 13]})
+    out = assign_clusters(firms, a, late_month=7, last_year=2025)
+    assert out["cluster_id"].tolist()[0] == row["cluster_id"] and out["cohort"].tolist() == [2024, 0]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ClusterListError", "check_cluster_list", "coverage", "read_cluster_list", "usable_control_counties"]
+__all__ = ["ClusterListError", "check_cluster_list", "coverage", "for_assignment", "read_cluster_list", "usable_control_counties"]
 
 BATCHES: tuple[int, ...] = (2022, 2023, 2024, 2025)
 PER_BATCH = 100  # MIIT certified 100 clusters in each national batch
@@ -166,3 +166,29 @@ def usable_control_counties(
     status[treated] = "treated"
     reason[treated] = "listed cluster"
     return out.assign(status=status.to_numpy(), reason=reason.to_numpy())
+
+
+def for_assignment(clusters: pd.DataFrame) -> pd.DataFrame:
+    """The list in the shape ``analysis.panel.assign_clusters`` takes: ``cluster_id``,
+    ``county_code`` and ``industry_code`` (int), ``batch``, ``announced`` (the date the final
+    list was made public). Rows without a county code or a manufacturing code cannot be placed
+    in a county x industry cell and are left out.
+
+    Examples
+    --------
+    >>> cl = pd.DataFrame({"cluster_id": ["a", "b"], "county_code": ["360703", None], "industry_cic2": ["21", "35"],
+    ...                    "batch": [2023, 2022], "public_date": ["2023-10-18", "2023-01-11"]})
+    >>> for_assignment(cl).values.tolist()
+    [['a', 360703, 21, 2023, Timestamp('2023-10-18 00:00:00')]]
+    """
+    ok = clusters["county_code"].notna() & clusters["industry_cic2"].notna()
+    c = clusters.loc[ok]
+    return pd.DataFrame(
+        {
+            "cluster_id": c["cluster_id"].astype(str).to_numpy(),
+            "county_code": pd.to_numeric(c["county_code"]).astype("int64").to_numpy(),
+            "industry_code": pd.to_numeric(c["industry_cic2"]).astype("int64").to_numpy(),
+            "batch": pd.to_numeric(c["batch"]).astype("int64").to_numpy(),
+            "announced": pd.to_datetime(c["public_date"]).to_numpy(),
+        }
+    )
