@@ -283,38 +283,41 @@ def link_by_name(rows: pd.DataFrame, keys: pd.DataFrame, *, within_county: bool 
     """
     if "key" not in rows.columns:
         raise LinkageError("rows to link lack the column 'key' (use name_key on the name column)")
-    pos = pd.RangeIndex(len(rows))
-    r = pd.DataFrame({"_row": pos, "key": rows["key"].to_numpy()})
+    n = len(rows)
+    # keys as integer codes (one factorisation of row and firm keys together): joins on int64
+    both = pd.concat([pd.Series(rows["key"].array), pd.Series(keys["key"].array)], ignore_index=True)
+    codes = pd.factorize(both, use_na_sentinel=True)[0]
+    r = pd.DataFrame({"_row": np.arange(n), "kc": codes[:n]})
     has_code = "county_code" in rows.columns and "county_code" in keys.columns
     if has_code:
         r["county_code"] = pd.to_numeric(rows["county_code"], errors="coerce").to_numpy()
-    if "address" in rows.columns:
-        r["address"] = rows["address"].astype("string").to_numpy()
     # candidates: current-name firms if the key has any, else former-name firms
-    k = keys
-    has_current = k["key"].isin(k.loc[k["name_source"] == "current", "key"])
-    k = k[(k["name_source"] == "current") | ~has_current]
-    n_cand = k.groupby("key", as_index=False)["firm_id"].nunique().rename(columns={"firm_id": "n_cand"})
-    cand = k.merge(n_cand, on="key")
+    k = pd.DataFrame({"kc": codes[n:], "firm_id": keys["firm_id"].to_numpy(), "current": (keys["name_source"] == "current").to_numpy(), "_k": np.arange(len(keys))})
+    if has_code:
+        k["county_code_firm"] = pd.to_numeric(keys["county_code"], errors="coerce").to_numpy()
+    k = k[k["current"] | ~k["kc"].isin(k.loc[k["current"], "kc"])]
+    k = k.assign(n_cand=k.groupby("kc")["firm_id"].transform("nunique"))
 
-    out = pd.DataFrame({"firm_id": pd.array([pd.NA] * len(r), dtype="Int64"), "method": "unmatched", "candidates": pd.array([pd.NA] * len(r), dtype="string")})
-    m = r.merge(cand, on="key", how="inner", suffixes=("", "_firm"))
+    out = pd.DataFrame({"firm_id": pd.array([pd.NA] * n, dtype="Int64"), "method": "unmatched", "candidates": pd.array([pd.NA] * n, dtype="string")})
+    m = r[r["kc"] >= 0].merge(k, on="kc", how="inner")
     if within_county and has_code:
         restrict = m["county_code"].notna()
         m = m[~restrict | (m["county_code"] == m["county_code_firm"])]
         m["n_cand"] = m.groupby("_row")["firm_id"].transform("size")
     single = m[m["n_cand"] == 1]
-    out.loc[single["_row"].to_numpy(), "firm_id"] = single["firm_id"].to_numpy()
-    out.loc[single["_row"].to_numpy(), "method"] = np.where(single["name_source"].to_numpy() == "current", "exact", "former")
+    rows_single = single["_row"].to_numpy()
+    out.loc[rows_single, "firm_id"] = single["firm_id"].to_numpy()
+    out.loc[rows_single, "method"] = np.where(single["current"].to_numpy(), "exact", "former")
     multi = m[m["n_cand"] > 1].copy()
     if len(multi):
-        hit = pd.Series(False, index=multi.index)
+        hit = np.zeros(len(multi), dtype=bool)
         if has_code:
-            hit |= (multi["county_code"] == multi["county_code_firm"]).fillna(False).to_numpy()
-        if "address" in multi.columns and "county_name" in multi.columns:
-            addr, cname = multi["address"].to_numpy(dtype=object), multi["county_name"].to_numpy(dtype=object)
+            hit |= (multi["county_code"] == multi["county_code_firm"]).fillna(False).to_numpy(dtype=bool)
+        if "address" in rows.columns and "county_name" in keys.columns:
+            addr = rows["address"].iloc[multi["_row"].to_numpy()].to_numpy(dtype=object)
+            cname = keys["county_name"].iloc[multi["_k"].to_numpy()].to_numpy(dtype=object)
             hit |= np.array([isinstance(a, str) and isinstance(c, str) and c in a for a, c in zip(addr, cname)], dtype=bool)
-        hits = multi[hit.to_numpy()]
+        hits = multi[hit]
         n_hit = hits.groupby("_row")["firm_id"].transform("nunique")
         won = hits[n_hit == 1]
         out.loc[won["_row"].to_numpy(), "firm_id"] = won["firm_id"].to_numpy()
@@ -324,7 +327,7 @@ def link_by_name(rows: pd.DataFrame, keys: pd.DataFrame, *, within_county: bool 
             cands = _joined_ids(left, "_row")
             out.loc[cands.index.to_numpy(), "method"] = "ambiguous"
             out.loc[cands.index.to_numpy(), "candidates"] = cands.to_numpy()
-    out.loc[r["key"].isna().to_numpy(), "method"] = "no name"
+    out.loc[codes[:n] < 0, "method"] = "no name"
     out.index = rows.index
     return out
 

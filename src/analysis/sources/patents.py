@@ -287,9 +287,11 @@ def link_patents(
     names = split_names(a["applicants"], sep=sep)
     long = pd.DataFrame({"_app": names.index.to_numpy(), "applicant": names.to_numpy()})
     long["n_applicants"] = long.groupby("_app")["applicant"].transform("size").astype(np.int64)
-    for col in ("county_code", "address"):
-        if col in a.columns:
-            long[col] = a[col].to_numpy()[long["_app"].to_numpy()]
+    idx = long["_app"].to_numpy()
+    if "county_code" in a.columns:
+        long["county_code"] = a["county_code"].to_numpy()[idx]
+    if "address" in a.columns:
+        long["address"] = a["address"].iloc[idx].array  # stays arrow-backed: no object round trip
     long["key"] = name_key(long["applicant"])
     res = link_by_name(long, keys)
     long = pd.concat([long, res], axis=1)
@@ -301,16 +303,22 @@ def link_patents(
         d = a.loc[known, ["firm_id"]].reset_index(names="_app")
         d = d.assign(applicant=pd.NA, n_applicants=1, key=pd.NA, method="firm_id", candidates=pd.NA)
         long = pd.concat([long, d], ignore_index=True)
-    long["app_no"] = a["app_no"].to_numpy()[long["_app"].to_numpy()]
-    long["year"] = a["year"].to_numpy()[long["_app"].to_numpy()]
-    long["patent_type"] = a["patent_type"].to_numpy()[long["_app"].to_numpy()]
+    idx = long["_app"].to_numpy()
+    long["app_no"] = a["app_no"].iloc[idx].array
+    long["year"] = a["year"].to_numpy()[idx]
+    long["patent_type"] = a["patent_type"].iloc[idx].array
     long["firm_id"] = long["firm_id"].astype("Int64")
 
-    linked = long[long["firm_id"].notna()].drop_duplicates(["_app", "firm_id"])
-    w = 1.0 if counting == "whole" else 1.0 / linked["n_applicants"].to_numpy()
-    c = linked.assign(w=w).groupby(["firm_id", "year", "patent_type"], observed=True)["w"].sum().unstack("patent_type")
-    c = c.reindex(columns=list(PATENT_TYPES)).fillna(0.0)
-    c.columns = [f"patents_{t}" for t in c.columns]
+    # counting on plain arrays (no string columns copied): distinct (application, firm) pairs
+    ok = long["firm_id"].notna().to_numpy()
+    tcode = a["patent_type"].map({t: i for i, t in enumerate(PATENT_TYPES)}).to_numpy(dtype=np.int64)
+    app = long["_app"].to_numpy(dtype=np.int64)[ok]
+    linked = pd.DataFrame({"_app": app, "firm_id": long["firm_id"].to_numpy()[ok].astype(np.int64), "n": long["n_applicants"].to_numpy()[ok]})
+    linked = linked.drop_duplicates(["_app", "firm_id"])
+    w = 1.0 if counting == "whole" else 1.0 / linked["n"].to_numpy()
+    linked = linked.assign(w=w, year=a["year"].to_numpy()[linked["_app"].to_numpy()], t=tcode[linked["_app"].to_numpy()])
+    c = linked.groupby(["firm_id", "year", "t"])["w"].sum().unstack("t").reindex(columns=range(len(PATENT_TYPES))).fillna(0.0)
+    c.columns = [f"patents_{t}" for t in PATENT_TYPES]
     counts = c.reset_index().astype({"firm_id": np.int64, "year": np.int64})
 
     report = _report(long, a, keys, n_unmatched=n_unmatched, fuzzy_cutoff=fuzzy_cutoff, counting=counting)
@@ -321,7 +329,7 @@ def link_patents(
 def _report(long: pd.DataFrame, a: pd.DataFrame, keys: pd.DataFrame, *, n_unmatched: int, fuzzy_cutoff: float, counting: str) -> LinkageReport:
     """Linkage report of patent applications (shares by type and year, ambiguous, unmatched)."""
     linked_app = np.zeros(len(a), dtype=bool)
-    linked_app[long.loc[long["firm_id"].notna(), "_app"].to_numpy(dtype=np.int64)] = True
+    linked_app[long["_app"].to_numpy(dtype=np.int64)[long["firm_id"].notna().to_numpy()]] = True
     shares = (
         pd.DataFrame({"patent_type": a["patent_type"].to_numpy(), "year": a["year"].to_numpy(), "linked": linked_app})
         .groupby(["patent_type", "year"])["linked"]
@@ -329,25 +337,24 @@ def _report(long: pd.DataFrame, a: pd.DataFrame, keys: pd.DataFrame, *, n_unmatc
         .reset_index()
     )
     shares["share_linked"] = shares["n_linked"] / shares["n_records"]
-    named = long[long["method"] != "firm_id"]
-    org = pd.Series(True, index=named.index)
-    is_un = named["method"] == "unmatched"
-    org[is_un] = is_organisation(named.loc[is_un, "applicant"]).to_numpy()
-    method = named["method"].where(org | ~is_un, "unmatched person")
-    methods = pd.concat([method, long.loc[long["method"] == "firm_id", "method"]]).value_counts().rename_axis("method").reset_index(name="n")
-    amb = named[named["method"] == "ambiguous"]
-    ambiguous = (
-        amb.groupby(["applicant", "key", "candidates"], dropna=False)
-        .agg(n_applications=("_app", "size"), county_code=("county_code", "first") if "county_code" in amb else ("_app", "size"))
-        .reset_index()
-        .sort_values("n_applications", ascending=False, kind="stable")
-        .reset_index(drop=True)
-    )
-    if "county_code" not in amb:
-        ambiguous = ambiguous.drop(columns="county_code")
-    un = named[(named["method"] == "unmatched") & org.to_numpy()]
+    method = long["method"]
+    un = long[(method == "unmatched").to_numpy()]
+    org = is_organisation(un["applicant"]).to_numpy()
+    counts = {str(k): int(v) for k, v in method.value_counts().items()}
+    n_person = int((~org).sum())
+    counts["unmatched"] = counts.get("unmatched", 0) - n_person
+    counts["unmatched person"] = n_person
+    methods = pd.Series(counts)
+    methods = methods[methods > 0].sort_values(ascending=False, kind="stable").rename_axis("method").reset_index(name="n")
+    amb = long[(method == "ambiguous").to_numpy()]
+    cols = ["applicant", "key", "candidates"]
+    agg = {"n_applications": ("_app", "size")}
+    if "county_code" in amb:
+        agg["county_code"] = ("county_code", "first")
+    ambiguous = amb.groupby(cols, dropna=False).agg(**agg).reset_index().sort_values("n_applications", ascending=False, kind="stable").reset_index(drop=True)
+    un = un[org]
     top = un.groupby("key").agg(applicant=("applicant", "first"), n_applications=("_app", "size")).sort_values("n_applications", ascending=False, kind="stable").head(n_unmatched)
     fz = fuzzy_candidates(pd.Series(top.index), keys, limit=1, score_cutoff=fuzzy_cutoff)
     unmatched = top.reset_index().merge(fz, on="key", how="left")
-    notes = {"counting": counting, "persons among applicant names": f"{int((~org).sum()):,}"}
+    notes = {"counting": counting, "unmatched applicant names that are persons": f"{n_person:,}"}
     return LinkageReport("patents", shares, methods, ambiguous, unmatched, notes)
