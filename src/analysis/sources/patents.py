@@ -155,7 +155,8 @@ def read_applications(source: str | Path | pd.DataFrame, *, rename: dict[str, st
     for need in ("app_no", "filing_date", "applicants"):
         if cols[need] is None:
             raise LinkageError(f"{what} lacks a column for '{need}' (tried {list(COLUMNS[need])}); it has {list(raw.columns)}")
-    out = pd.DataFrame({f: raw[c].to_numpy() for f, c in cols.items() if c is not None})
+    out = pd.DataFrame({f: raw[c].array for f, c in cols.items() if c is not None})  # .array: arrow strings stay arrow
+    out.index = raw.index
     out["app_no"] = out["app_no"].astype("string").str.strip()
     if pd.api.types.is_datetime64_any_dtype(out["filing_date"]):
         date = out["filing_date"]
@@ -167,7 +168,10 @@ def read_applications(source: str | Path | pd.DataFrame, *, rename: dict[str, st
     out["filing_date"] = date
     out["year"] = date.dt.year.astype(np.int64)
     typ = recode_patent_type(out["patent_type"]) if "patent_type" in out else pd.Series(pd.NA, index=out.index, dtype="string")
-    typ = typ.fillna(patent_type_from_number(out["app_no"]))
+    if typ.isna().any():
+        miss = typ.isna()
+        typ = typ.copy()
+        typ[miss] = patent_type_from_number(out.loc[miss, "app_no"])
     bad = typ.isna()
     if bad.any():
         src = cols["patent_type"] or cols["app_no"]
