@@ -1,0 +1,1 @@
+"""Readers, recodes and linkage of the user's source files (floor 3; imports nothing of the simulator)."""
