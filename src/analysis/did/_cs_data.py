@@ -47,6 +47,8 @@ class CSPanel:
         Cohorts for which ATT(g,t) is estimated.
     notes
         Human-readable descriptions of every row, unit or period that was dropped or recoded.
+    x_names
+        Names of the covariates (the columns of ``x`` after the intercept).
     """
 
     times: np.ndarray
@@ -60,6 +62,7 @@ class CSPanel:
     n_rows: int
     treated_groups: np.ndarray
     notes: list[str] = field(default_factory=list)
+    x_names: list[str] = field(default_factory=list)
 
     @property
     def n_units(self) -> int:
@@ -331,6 +334,7 @@ def prepare_panel(
         n_rows=int(np.isfinite(y).sum()),
         treated_groups=groups,
         notes=notes,
+        x_names=covariates,
     )
 
 
