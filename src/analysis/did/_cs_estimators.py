@@ -156,6 +156,25 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return out
 
 
+#: smallest / largest eigenvalue of the (diagonal-normalised) Gram matrix below which covariates are collinear
+_COLLINEAR_TOL = 1e-11
+
+
+def _collinear(gram: np.ndarray) -> np.ndarray:
+    """``K`` flags: the Gram matrices ``K x k x k`` are (numerically) rank deficient.
+
+    The matrices are normalised to unit diagonal first, so the test does not depend on the
+    covariates' units; a zero diagonal (a covariate that is 0 throughout the sample) counts.
+    """
+    d = np.sqrt(np.clip(np.diagonal(gram, axis1=1, axis2=2), 0, None))
+    zero = (d == 0).any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = gram / (d[:, :, None] * d[:, None, :])
+    corr = np.where(np.isfinite(corr), corr, 0.0)
+    eig = np.linalg.eigvalsh(corr)
+    return zero | ~(eig[:, 0] > _COLLINEAR_TOL * eig[:, -1])
+
+
 def _collinear_message(gram: np.ndarray, names: list[str] | None) -> str:
     """Which covariates are collinear, from a singular (scaled) Gram matrix ``k x k``."""
     d = np.sqrt(np.clip(np.diag(gram), 0, None))
@@ -216,7 +235,7 @@ def _logit(
     beta[degenerate] = 0.0
     reason[degenerate] = "all units of the cell's sample are treated or all are controls"
     gram = design.gram(ws)
-    _, singular = _solve_inv(gram)
+    singular = _collinear(gram)
     for j in np.flatnonzero(singular & ~degenerate):
         reason[j] = _collinear_message(gram[j], names)
     done = reason != ""
@@ -416,6 +435,7 @@ def _with_covariates(
             uc, inv_c = _unique_columns(ctrl, tag=cov_idx)
             gram_u = _Design(x, cov_idx[uc]).gram(w_ctrl[:, uc])
             gram_inv_u, singular_u = _solve_inv(gram_u)
+            singular_u |= _collinear(gram_u)
             gram_inv = gram_inv_u[inv_c]
             for j in np.flatnonzero(singular_u[inv_c]):
                 reason[j] = "outcome regression on the control units: " + _collinear_message(gram_u[inv_c[j]], names)
