@@ -244,7 +244,7 @@ def _logit(
     last_step = np.zeros(n_cells)
     info_singular = np.zeros(n_cells, dtype=bool)
     iterations = 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 - reported below
+    for iterations in range(1, max_iter + 1):
         p = expit(eta)
         grad = design.xtv(ws * (d - p))
         info = design.gram(ws * p * (1 - p))
