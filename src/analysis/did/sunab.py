@@ -40,7 +40,7 @@ import pandas as pd
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.results import EstimationResult, tidy_frame
 
-__all__ = ["sunab", "SunabResult"]
+__all__ = ["SunabResult", "sunab"]
 
 
 @dataclass(repr=False)
