@@ -167,7 +167,8 @@ def test_covariate_decomposition_without_within_variation_equals_theorem_1(ehec)
     assert "do not vary within units" in " ".join(bd.meta["notes"])
     assert (bd.tidy()["type"] != "Within").all()
     plain = bacon_decomp(df, "dins", "stfips", "year", treatment="post").tidy()
-    plain["pair"] = [tuple(sorted((a, b if b == b else 1e9))) for a, b in zip(plain["cohort"], plain["control_cohort"])]
+    ctrl = plain["control_cohort"].fillna(1e9)
+    plain["pair"] = [tuple(sorted((a, b))) for a, b in zip(plain["cohort"], ctrl)]
     grouped = plain.assign(we=plain["weight"] * plain["estimate"]).groupby("pair")[["weight", "we"]].sum()
     for _, row in bd.tidy().iterrows():
         a = int(row["treated"])

@@ -361,7 +361,7 @@ def _with_covariates(
         vcov=None,
         meta=panel.meta(twfe_estimate=beta, weight_sum=float(tab["weight"].sum()), gap=gap, within_weight=omega,
                         within_estimate=within_est, between_estimate=beta_b, treatment=treat_name,
-                        notes=[*notes, "covariate-adjusted decomposition (Goodman-Bacon 2021, Section 5): within term + "
-                               "between-group pair terms; 2x2 estimates have no standard errors"]),
+                        notes=[*notes, ("covariate-adjusted decomposition (Goodman-Bacon 2021, Section 5): within term + "
+                                        "between-group pair terms; 2x2 estimates have no standard errors")]),
         title=f"Goodman-Bacon decomposition with covariates: {outcome} (TWFE {beta:.4f})",
     )
