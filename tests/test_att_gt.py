@@ -665,3 +665,17 @@ def test_fix_weights_takes_first_period_weight(mpdta):
     np.testing.assert_allclose(got.tidy()["estimate"], expected["estimate"], rtol=1e-12)
     np.testing.assert_allclose(got.tidy()["std_error"], expected["std_error"], rtol=1e-10)
     assert "first period" in got.meta["weights"]
+
+
+def test_fix_weights_matches_moderndid_time_varying_weights(mpdta):
+    """moderndid 0.2.0 (a port of R did, which reads each unit's weight in the first period)
+    given weights that vary within units: ATT(g,t) and analytic SEs equal ours with
+    ``fix_weights=True`` to 1e-10 (measured 2e-15), DR with covariate lpop."""
+    rng = np.random.default_rng(3)
+    df = mpdta.assign(w=rng.uniform(0.5, 2.0, len(mpdta)))
+    ours = att_gt(df, **KEYS, covariates="lpop", weights="w", fix_weights=True).tidy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = moderndid.att_gt(data=df, **MD_KEYS, xformla="~ lpop", weightsname="w", boot=False, cband=False)
+    np.testing.assert_allclose(ours["estimate"], np.asarray(ref.att_gt), atol=PEER)
+    np.testing.assert_allclose(ours["std_error"], np.asarray(ref.se_gt), atol=PEER)
