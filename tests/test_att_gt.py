@@ -639,14 +639,15 @@ def test_logit_failures_name_their_cause(nsw):
     """A failed propensity score says why: collinear covariates (named), or separation.
 
     Constructed cases: ``re74_copy = 2 * re74 + 3`` is collinear with re74 and the intercept;
-    ``sep`` equals 1 exactly for the treated units (complete separation, the MLE does not exist).
+    ``sep`` equals 1 exactly for the treated units (complete separation: the MLE does not exist
+    and the treated get scores of 1, an overlap violation, as in R did).
     """
     dup = nsw.assign(re74_copy=2 * nsw["re74"] + 3)
     with pytest.warns(RuntimeWarning, match=r"collinear.*'re74'.*'re74_copy'"):
         res = att_gt(dup, **NSW_KEYS, covariates=[*NSW_COVARIATES, "re74_copy"], method="ipw")
     assert np.isnan(res.tidy()["estimate"].iloc[0])
     sep = nsw.assign(sep=(nsw["cohort"] > 0).astype(float))
-    with pytest.warns(RuntimeWarning, match=r"separation.*predict treatment perfectly"):
+    with pytest.warns(RuntimeWarning, match=r"overlap violated.*separation.*predict treatment status perfectly"):
         res = att_gt(sep, **NSW_KEYS, covariates=["age", "sep"], method="ipw")
     assert np.isnan(res.tidy()["estimate"].iloc[0])
 
@@ -679,3 +680,21 @@ def test_fix_weights_matches_moderndid_time_varying_weights(mpdta):
         ref = moderndid.att_gt(data=df, **MD_KEYS, xformla="~ lpop", weightsname="w", boot=False, cband=False)
     np.testing.assert_allclose(ours["estimate"], np.asarray(ref.att_gt), atol=PEER)
     np.testing.assert_allclose(ours["std_error"], np.asarray(ref.se_gt), atol=PEER)
+
+
+def test_quasi_separation_gives_the_limit_estimate(nsw):
+    """Quasi-complete separation on the control side (a dummy equal to 1 for 300 random CPS
+    controls and no treated unit): the logit MLE does not exist, R's glm stops with fitted
+    scores near 0 and R did carries on. Known limit: those controls get no IPW weight and the
+    other coefficients are the MLE on the remaining units, so the IPW ATT and its SE equal
+    those computed without the 300 controls and without the dummy (to 1e-6 relative)."""
+    rng = np.random.default_rng(7)
+    ctrl_ids = nsw.loc[nsw["cohort"] == 0, "id"].unique()
+    picked = rng.choice(ctrl_ids, 300, replace=False)
+    df = nsw.assign(z=nsw["id"].isin(picked).astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = att_gt(df, **NSW_KEYS, covariates=[*NSW_COVARIATES, "z"], method="ipw").tidy().iloc[0]
+    ref = att_gt(df[df["z"] == 0], **NSW_KEYS, covariates=NSW_COVARIATES, method="ipw").tidy().iloc[0]
+    assert got["estimate"] == pytest.approx(ref["estimate"], rel=1e-6)
+    assert got["std_error"] == pytest.approx(ref["std_error"], rel=1e-6)

@@ -205,7 +205,7 @@ def _logit(
     names: list[str] | None = None,
     max_iter: int = 100,
     tol: float = 1e-10,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted logit of ``d`` on the covariates in every cell at once.
 
     Newton-Raphson with step halving: a step that lowers a cell's log-likelihood is halved
@@ -214,15 +214,25 @@ def _logit(
     maximum exists. The design should be scaled (:func:`_standardise`); the fit is invariant to
     that. ``ws`` holds the weights of the units in each cell's sample (0 outside it).
 
-    Returns the coefficients ``K x k``, the fitted probabilities ``n x K`` and ``K`` reasons
-    (``""`` for a cell fitted without problems), which name the real cause of a failure:
+    Convergence: the Newton step is below ``tol`` (relative to the coefficients), or a full
+    Newton step raised the log-likelihood by less than ``1e-12`` of its size (as R's ``glm``,
+    whose criterion is the relative change of the deviance; it matters only under separation).
+
+    Returns the coefficients ``K x k`` (on the scaled design; they are not used outside this
+    module, so they are not mapped back), the fitted probabilities ``n x K``, ``K`` reasons
+    (``""`` for a cell fitted without problems) which name the real cause of a failure, and
+    ``K`` notes on separation:
 
     * collinear covariates in the cell's sample (the Gram matrix ``sum ws x x'`` is singular,
       checked before iterating; the covariates involved are named);
-    * (quasi-)complete separation: the log-likelihood keeps rising while the coefficients
-      diverge and fitted probabilities reach 0 or 1 (the maximum likelihood estimate does not
-      exist; R's ``glm`` warns "fitted probabilities numerically 0 or 1 occurred");
-    * no convergence within ``max_iter`` iterations (with the size of the last step).
+    * no convergence within ``max_iter`` iterations (with the size of the last step, or the
+      information matrix turning singular);
+    * (quasi-)complete separation is a note, not a failure: the maximum likelihood estimate does
+      not exist, the log-likelihood stops changing while coefficients drift and some fitted
+      probabilities reach 0 or 1 (R's ``glm`` warns "fitted probabilities numerically 0 or 1
+      occurred" and R ``did`` carries on). Units with a score near 0 get no weight, which is
+      the limit of the estimator; a score near 1 is an overlap violation, which the caller
+      turns into a missing cell, citing the note.
     """
     n_cells = d.shape[1]
     reason = np.full(n_cells, "", dtype=object)
@@ -243,6 +253,7 @@ def _logit(
     ll = _loglik(eta, d, ws)
     last_step = np.zeros(n_cells)
     info_singular = np.zeros(n_cells, dtype=bool)
+    stalled = np.zeros(n_cells, dtype=bool)
     iterations = 0
     for iterations in range(1, max_iter + 1):
         p = expit(eta)
@@ -269,26 +280,29 @@ def _logit(
         eta, gain, ll = eta_new, ll_new - ll, ll_new
         last_step = np.abs(t[:, None] * step).max(axis=1)
         small = last_step < tol * (1 + np.abs(beta).max(axis=1))
-        flat = gain <= 1e-13 * (1 + np.abs(ll))
-        done |= small | (flat & (t < 1)) | bad
+        stalled |= (gain <= 1e-12 * (0.1 + np.abs(ll))) & ~done
+        done |= small | stalled | bad
         if done.all():
             break
     p = expit(eta)
-    ok = reason == ""
-    cap = 1e-10
+    cap = 1e-8
     sample = ws > 0
-    extreme = (sample & ((p < cap) | (p > 1 - cap))).sum(axis=0)
-    converged = (last_step < 1e-6 * (1 + np.abs(beta).max(axis=1))) & ~info_singular
-    for j in np.flatnonzero(ok & (extreme > 0) & (~converged | (np.abs(beta).max(axis=1) > 15))):
-        reason[j] = (
-            f"propensity-score logit: (quasi-)complete separation, the covariates predict treatment "
-            f"perfectly for {int(extreme[j])} unit(s) (fitted probability within {cap:g} of 0 or 1 after "
-            f"{iterations} iterations); the maximum likelihood estimate does not exist"
+    n_low = (sample & (p < cap)).sum(axis=0)
+    n_high = (sample & (p > 1 - cap)).sum(axis=0)
+    note = np.full(n_cells, "", dtype=object)
+    for j in np.flatnonzero((reason == "") & (n_low + n_high > 0)):
+        note[j] = (
+            f"(quasi-)complete separation: the covariates predict treatment status perfectly for "
+            f"{int(n_low[j] + n_high[j])} unit(s) ({int(n_high[j])} with a propensity score within {cap:g} of 1, "
+            f"{int(n_low[j])} of 0, after {iterations} iterations); the logit's maximum likelihood estimate does not exist"
         )
+    converged = ((last_step < tol * (1 + np.abs(beta).max(axis=1))) | stalled) & ~info_singular
     for j in np.flatnonzero((reason == "") & ~converged):
         cause = "information matrix singular at the current estimate" if info_singular[j] else f"last step {last_step[j]:.2g}"
         reason[j] = f"propensity-score logit did not converge in {iterations} iterations ({cause})"
-    return beta, p, reason
+        if note[j]:
+            reason[j] += "; " + note[j]
+    return beta, p, reason, note
 
 
 def _chunks(n_units: int, n_cells: int) -> list[np.ndarray]:
@@ -447,7 +461,7 @@ def _with_covariates(
             up, inv_p = _unique_columns(treated, ctrl, tag=cov_idx)
             design_u = _Design(x, cov_idx[up])
             ws_u = w_treat[:, up] + w_ctrl[:, up]
-            _, ps_u, logit_reason = _logit(design_u, treated[:, up].astype(float), ws_u, names=names)
+            _, ps_u, logit_reason, logit_note = _logit(design_u, treated[:, up].astype(float), ws_u, names=names)
             np.minimum(ps_u, _PS_CAP, out=ps_u)
             hess_inv_u, sing_h = _solve_inv(design_u.gram(ws_u * ps_u * (1 - ps_u)))
             overlap = np.where(ws_u > 0, ps_u, 0.0).max(axis=0) >= _PS_OVERLAP
@@ -457,7 +471,7 @@ def _with_covariates(
                     text = logit_reason[u]
                     reason[j] = text if text.startswith("propensity") else "propensity-score logit: " + text
                 elif overlap[u]:
-                    reason[j] = f"overlap violated (a propensity score >= {_PS_OVERLAP})"
+                    reason[j] = f"overlap violated (a propensity score >= {_PS_OVERLAP})" + (f": {logit_note[u]}" if logit_note[u] else "")
                 elif sing_h[u]:
                     reason[j] = "propensity-score information matrix is singular at the fitted scores"
             ps = ps_u[:, inv_p]
