@@ -39,7 +39,12 @@ checked in ``meta['gap']``). Without covariates (or with covariates absorbed by 
 effects) ``Omega = 0`` and each pair's term is the weight-sum and weighted mean of Theorem 1's
 two 2x2s of that pair. Pairs are labelled as ``bacondecomp`` does with controls: "Both
 Treated", "Treated vs Untreated", "Later vs Always Treated" (and "Always Treated vs Untreated",
-which has weight 0 without covariates).
+which has weight 0 without covariates). ``bacondecomp`` returns ``Omega`` (our
+``meta['within_weight']``), ``beta_hat_w`` (``meta['within_estimate']``) and ``two_by_twos`` whose
+weights sum to one among themselves: they are our pair weights divided by ``1 - Omega``. Its
+published castle-doctrine output with controls could not be checked here (the data are not
+shipped with any installed package); the tests check the exact identity against the TWFE
+coefficient with covariates (pyfixest) and the reduction to Theorem 1 without within variation.
 
 Reference: Mixtape Sessions, Advanced-DID, Exercise 1 solutions (R ``bacondecomp``, Medicaid
 expansion ``ehec`` data, ``dins ~ postTreated``): TWFE 0.070321; Earlier vs Later Treated weight
