@@ -586,3 +586,115 @@ def test_cluster_bootstrap_band(mpdta):
     b = att_gt(mpdta, **KEYS, cluster="state", n_boot=999, seed=1).tidy()
     np.testing.assert_allclose(b["std_error"], a["std_error"], rtol=0.30)
     assert ((b["conf_high"] - b["estimate"]) / b["std_error"]).iloc[0] > 2.3
+
+
+# -- LaLonde / CPS: the propensity-score logit with money covariates (issue 14) ---------------------------
+#: Stata drdid (= R DRDID drdid_panel / std_ipw_did_panel / reg_did_panel), printed to 4 decimals in
+#: friosavila/playingwithstata drdid/drdid_stata.md; see tests/reference/drdid_nsw.md (also moderndid 0.2.0).
+NSW_REFERENCE = {"dr": (-871.3271, 396.0211), "ipw": (-1021.609, 397.5201), "reg": (-1300.645, 349.8259)}
+NSW_COVARIATES = ["age", "educ", "black", "married", "nodegree", "hisp", "re74"]
+
+
+@pytest.fixture(scope="module")
+def nsw():
+    import moderndid
+
+    d = moderndid.load_nsw().to_pandas()
+    return d.assign(cohort=np.where(d["experimental"] == 1, 1978, 0))
+
+
+NSW_KEYS = {"outcome": "re", "unit": "id", "time": "year", "cohort": "cohort"}
+
+
+@pytest.mark.parametrize("method", ["dr", "ipw", "reg"])
+def test_lalonde_cps_matches_stata_drdid(nsw, method):
+    """ATT and SE on the LaLonde/CPS panel equal Stata drdid's printed output (dripw, stdipw, reg).
+
+    Source: tests/reference/drdid_nsw.md. Earnings in dollars (re74) made the old full-step
+    Newton logit diverge and DR / IPW returned NaN; the estimate must now be finite and equal to
+    the printed value to its last digit (tolerance: half a unit of the 4th decimal / 7th digit).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        row = att_gt(nsw, **NSW_KEYS, covariates=NSW_COVARIATES, method=method).tidy().iloc[0]
+    att, se = NSW_REFERENCE[method]
+    assert row["estimate"] == pytest.approx(att, abs=5e-4)
+    assert row["std_error"] == pytest.approx(se, abs=5e-4)
+
+
+def test_lalonde_cps_invariant_to_covariate_units(nsw):
+    """Earnings in thousands of cents instead of dollars (x 1e5) or shifted by 1e6 change nothing.
+
+    The covariates are standardised internally, an exact reparametrisation: ATT and SE must
+    agree with the dollar version to 1e-8 relative.
+    """
+    base = att_gt(nsw, **NSW_KEYS, covariates=NSW_COVARIATES, method="dr").tidy().iloc[0]
+    scaled = nsw.assign(re74=nsw["re74"] * 1e5 + 1e6, age=nsw["age"] * 1e-3)
+    other = att_gt(scaled, **NSW_KEYS, covariates=NSW_COVARIATES, method="dr").tidy().iloc[0]
+    assert other["estimate"] == pytest.approx(base["estimate"], rel=1e-8)
+    assert other["std_error"] == pytest.approx(base["std_error"], rel=1e-8)
+
+
+def test_logit_failures_name_their_cause(nsw):
+    """A failed propensity score says why: collinear covariates (named), or separation.
+
+    Constructed cases: ``re74_copy = 2 * re74 + 3`` is collinear with re74 and the intercept;
+    ``sep`` equals 1 exactly for the treated units (complete separation: the MLE does not exist
+    and the treated get scores of 1, an overlap violation, as in R did).
+    """
+    dup = nsw.assign(re74_copy=2 * nsw["re74"] + 3)
+    with pytest.warns(RuntimeWarning, match=r"collinear.*'re74'.*'re74_copy'"):
+        res = att_gt(dup, **NSW_KEYS, covariates=[*NSW_COVARIATES, "re74_copy"], method="ipw")
+    assert np.isnan(res.tidy()["estimate"].iloc[0])
+    sep = nsw.assign(sep=(nsw["cohort"] > 0).astype(float))
+    with pytest.warns(RuntimeWarning, match=r"overlap violated.*separation.*predict treatment status perfectly"):
+        res = att_gt(sep, **NSW_KEYS, covariates=["age", "sep"], method="ipw")
+    assert np.isnan(res.tidy()["estimate"].iloc[0])
+
+
+def test_fix_weights_takes_first_period_weight(mpdta):
+    """Weights varying within unit: an error naming the column by default; ``fix_weights=True``
+    gives exactly the estimates of a constant weight equal to each unit's first-period weight
+    (R did's rule), also when the rows are shuffled."""
+    rng = np.random.default_rng(3)
+    df = mpdta.assign(w=rng.uniform(0.5, 2.0, len(mpdta)))
+    with pytest.raises(ValueError, match=r"weights column 'w' is not constant.*fix_weights=True"):
+        att_gt(df, **KEYS, weights="w")
+    first = df.sort_values("year").groupby("countyreal")["w"].transform("first")
+    expected = att_gt(df.assign(w1=first), **KEYS, covariates="lpop", weights="w1").tidy()
+    got = att_gt(df.sample(frac=1.0, random_state=1), **KEYS, covariates="lpop", weights="w", fix_weights=True)
+    np.testing.assert_allclose(got.tidy()["estimate"], expected["estimate"], rtol=1e-12)
+    np.testing.assert_allclose(got.tidy()["std_error"], expected["std_error"], rtol=1e-10)
+    assert "first period" in got.meta["weights"]
+
+
+def test_fix_weights_matches_moderndid_time_varying_weights(mpdta):
+    """moderndid 0.2.0 (a port of R did, which reads each unit's weight in the first period)
+    given weights that vary within units: ATT(g,t) and analytic SEs equal ours with
+    ``fix_weights=True`` to 1e-10 (measured 2e-15), DR with covariate lpop."""
+    rng = np.random.default_rng(3)
+    df = mpdta.assign(w=rng.uniform(0.5, 2.0, len(mpdta)))
+    ours = att_gt(df, **KEYS, covariates="lpop", weights="w", fix_weights=True).tidy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = moderndid.att_gt(data=df, **MD_KEYS, xformla="~ lpop", weightsname="w", boot=False, cband=False)
+    np.testing.assert_allclose(ours["estimate"], np.asarray(ref.att_gt), atol=PEER)
+    np.testing.assert_allclose(ours["std_error"], np.asarray(ref.se_gt), atol=PEER)
+
+
+def test_quasi_separation_gives_the_limit_estimate(nsw):
+    """Quasi-complete separation on the control side (a dummy equal to 1 for 300 random CPS
+    controls and no treated unit): the logit MLE does not exist, R's glm stops with fitted
+    scores near 0 and R did carries on. Known limit: those controls get no IPW weight and the
+    other coefficients are the MLE on the remaining units, so the IPW ATT and its SE equal
+    those computed without the 300 controls and without the dummy (to 1e-6 relative)."""
+    rng = np.random.default_rng(7)
+    ctrl_ids = nsw.loc[nsw["cohort"] == 0, "id"].unique()
+    picked = rng.choice(ctrl_ids, 300, replace=False)
+    df = nsw.assign(z=nsw["id"].isin(picked).astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = att_gt(df, **NSW_KEYS, covariates=[*NSW_COVARIATES, "z"], method="ipw").tidy().iloc[0]
+    ref = att_gt(df[df["z"] == 0], **NSW_KEYS, covariates=NSW_COVARIATES, method="ipw").tidy().iloc[0]
+    assert got["estimate"] == pytest.approx(ref["estimate"], rel=1e-6)
+    assert got["std_error"] == pytest.approx(ref["std_error"], rel=1e-6)

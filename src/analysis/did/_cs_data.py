@@ -47,6 +47,8 @@ class CSPanel:
         Cohorts for which ATT(g,t) is estimated.
     notes
         Human-readable descriptions of every row, unit or period that was dropped or recoded.
+    x_names
+        Names of the covariates (the columns of ``x`` after the intercept).
     """
 
     times: np.ndarray
@@ -60,6 +62,7 @@ class CSPanel:
     n_rows: int
     treated_groups: np.ndarray
     notes: list[str] = field(default_factory=list)
+    x_names: list[str] = field(default_factory=list)
 
     @property
     def n_units(self) -> int:
@@ -116,6 +119,14 @@ def _constant_within(codes: np.ndarray, values: np.ndarray, n_units: int, col: s
     return per_unit
 
 
+def _first_period_value(codes: np.ndarray, time_codes: np.ndarray, values: np.ndarray, n_units: int) -> np.ndarray:
+    """Per-unit value of ``values`` in the unit's earliest period (rows in any order)."""
+    order = np.lexsort((-time_codes, codes))  # by unit, latest period first: the last write wins
+    out = np.empty(n_units)
+    out[codes[order]] = values[order]
+    return out
+
+
 def prepare_panel(
     data: pd.DataFrame,
     *,
@@ -128,6 +139,7 @@ def prepare_panel(
     weights: str | None,
     anticipation: float,
     control: str,
+    fix_weights: bool = False,
 ) -> CSPanel:
     """Check a long panel and put it in wide form (see :class:`CSPanel`).
 
@@ -137,8 +149,10 @@ def prepare_panel(
     * cohorts after the last period plus ``anticipation`` are recoded as never treated;
     * units treated in or before the first period plus ``anticipation`` are dropped;
     * rows with a missing outcome or covariate are dropped (the unit stays, with a gap);
-    * the cohort, the weights and the cluster must be constant within a unit (R uses the
-      earlier period's weight when weights vary; here varying weights are an error);
+    * the cohort, the weights and the cluster must be constant within a unit; weights that vary
+      are an error unless ``fix_weights=True``, which takes each unit's weight in its first
+      observed period (R ``did``'s rule: its panel estimators read the weights of the first
+      period, ``tlist[1]``, for every cell);
     * with ``control="never"`` and no never-treated unit: an error (R silently turns the last
       cohort into the control group); with ``control="notyet"``: periods from the last cohort's
       treatment (minus anticipation) on are dropped and the last cohort serves only as control.
@@ -201,7 +215,13 @@ def prepare_panel(
         if not np.isfinite(w_all).all() or (w_all < 0).any():
             rows = np.flatnonzero(~np.isfinite(w_all) | (w_all < 0))
             raise ValueError(f"weights column {weights!r} must be finite and non-negative; {rows.size} row(s) are not (row positions {_show(rows)})")
-        w_unit = _constant_within(unit_codes, w_all, n_units, weights, unit, unit_ids, "weights")
+        if fix_weights:
+            w_unit = _first_period_value(unit_codes, time_codes, w_all, n_units)
+        else:
+            try:
+                w_unit = _constant_within(unit_codes, w_all, n_units, weights, unit, unit_ids, "weights")
+            except ValueError as err:
+                raise ValueError(f"{err}; pass fix_weights=True to use each unit's weight in its first period (R did's rule)") from None
     else:
         w_unit = np.ones(n_units)
     if cluster is not None:
@@ -331,6 +351,7 @@ def prepare_panel(
         n_rows=int(np.isfinite(y).sum()),
         treated_groups=groups,
         notes=notes,
+        x_names=covariates,
     )
 
 

@@ -133,38 +133,176 @@ def _solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out[..., 0], bad
 
 
-def _logit(design: _Design, d: np.ndarray, ws: np.ndarray, max_iter: int = 50, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted logit of ``d`` on the covariates in every cell at once (Newton-Raphson).
+def _standardise(x: np.ndarray) -> np.ndarray:
+    """Covariates centred and scaled column by column (intercept column 0 left as is).
 
-    ``ws`` holds the weights of the units in each cell's sample (0 outside it). Returns the
-    coefficients ``K x k``, the fitted probabilities ``n x K`` and a per-cell failure flag.
+    Every quantity computed from the design (ATT, influence functions) is invariant to an
+    invertible affine map of the non-intercept columns, so scaling is exact up to rounding; it
+    keeps Gram and information matrices well conditioned when covariates are in money units
+    (a column in dollars next to 0/1 dummies gives condition numbers of 1e10 and more). Constant
+    columns are left unscaled (they are collinear with the intercept and reported as such).
+    """
+    vals = x[..., 1:]
+    flat = vals.reshape(-1, vals.shape[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of unobserved periods
+        centre = np.nanmean(flat, axis=0)
+        scale = np.nanstd(flat, axis=0)
+    constant = ~(scale > 0)
+    centre = np.where(constant | ~np.isfinite(centre), 0.0, centre)
+    scale = np.where(constant | ~np.isfinite(scale), 1.0, scale)
+    out = x.copy()
+    out[..., 1:] = (vals - centre) / scale
+    return out
+
+
+#: smallest / largest eigenvalue of the (diagonal-normalised) Gram matrix below which covariates are collinear
+_COLLINEAR_TOL = 1e-11
+
+
+def _collinear(gram: np.ndarray) -> np.ndarray:
+    """``K`` flags: the Gram matrices ``K x k x k`` are (numerically) rank deficient.
+
+    The matrices are normalised to unit diagonal first, so the test does not depend on the
+    covariates' units; a zero diagonal (a covariate that is 0 throughout the sample) counts.
+    """
+    d = np.sqrt(np.clip(np.diagonal(gram, axis1=1, axis2=2), 0, None))
+    zero = (d == 0).any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = gram / (d[:, :, None] * d[:, None, :])
+    corr = np.where(np.isfinite(corr), corr, 0.0)
+    eig = np.linalg.eigvalsh(corr)
+    return zero | ~(eig[:, 0] > _COLLINEAR_TOL * eig[:, -1])
+
+
+def _collinear_message(gram: np.ndarray, names: list[str] | None) -> str:
+    """Which covariates are collinear, from a singular (scaled) Gram matrix ``k x k``."""
+    d = np.sqrt(np.clip(np.diag(gram), 0, None))
+    zero = np.flatnonzero(d[1:] == 0) + 1
+    label = (lambda j: repr(names[j - 1])) if names else (lambda j: f"covariate {j}")
+    if zero.size:
+        return f"covariate(s) {', '.join(label(j) for j in zero)} take no value in the cell's sample"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = gram / np.outer(d, d)
+    _, vecs = np.linalg.eigh(np.nan_to_num(corr))
+    null = np.abs(vecs[:, 0])
+    involved = [j for j in np.flatnonzero(null > 0.05 * null.max()) if j > 0]
+    what = ", ".join(label(j) for j in involved) if involved else "the covariates"
+    with_const = " and the intercept" if null[0] > 0.05 * null.max() else ""
+    return f"covariates are collinear in the cell's sample ({what}{with_const})"
+
+
+def _loglik(eta: np.ndarray, d: np.ndarray, ws: np.ndarray) -> np.ndarray:
+    """``K`` weighted logit log-likelihoods, sum_i ws_ic [d_ic eta_ic - log(1 + exp(eta_ic))]."""
+    return (ws * (d * eta - np.logaddexp(0.0, eta))).sum(axis=0)
+
+
+def _logit(
+    design: _Design,
+    d: np.ndarray,
+    ws: np.ndarray,
+    *,
+    names: list[str] | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted logit of ``d`` on the covariates in every cell at once.
+
+    Newton-Raphson with step halving: a step that lowers a cell's log-likelihood is halved
+    (up to 40 times) until it does not, so the iterations climb monotonically from the
+    intercept-only start; the log-likelihood is concave, so this converges whenever the
+    maximum exists. The design should be scaled (:func:`_standardise`); the fit is invariant to
+    that. ``ws`` holds the weights of the units in each cell's sample (0 outside it).
+
+    Convergence: the Newton step is below ``tol`` (relative to the coefficients), or a full
+    Newton step raised the log-likelihood by less than ``1e-12`` of its size (as R's ``glm``,
+    whose criterion is the relative change of the deviance; it matters only under separation).
+
+    Returns the coefficients ``K x k`` (on the scaled design; they are not used outside this
+    module, so they are not mapped back), the fitted probabilities ``n x K``, ``K`` reasons
+    (``""`` for a cell fitted without problems) which name the real cause of a failure, and
+    ``K`` notes on separation:
+
+    * collinear covariates in the cell's sample (the Gram matrix ``sum ws x x'`` is singular,
+      checked before iterating; the covariates involved are named);
+    * no convergence within ``max_iter`` iterations (with the size of the last step, or the
+      information matrix turning singular);
+    * (quasi-)complete separation is a note, not a failure: the maximum likelihood estimate does
+      not exist, the log-likelihood stops changing while coefficients drift and some fitted
+      probabilities reach 0 or 1 (R's ``glm`` warns "fitted probabilities numerically 0 or 1
+      occurred" and R ``did`` carries on). Units with a score near 0 get no weight, which is
+      the limit of the estimator; a score near 1 is an overlap violation, which the caller
+      turns into a missing cell, citing the note.
     """
     n_cells = d.shape[1]
-    share = (ws * d).sum(0) / ws.sum(0)
+    reason = np.full(n_cells, "", dtype=object)
+    wsum = ws.sum(0)
+    share = (ws * d).sum(0) / np.where(wsum > 0, wsum, 1.0)
     beta = np.zeros((n_cells, design.k))
     with np.errstate(divide="ignore", invalid="ignore"):
         beta[:, 0] = np.log(share / (1 - share))
-    failed = ~np.isfinite(beta[:, 0])
-    beta[failed] = 0.0
-    converged = failed.copy()
-    for _ in range(max_iter):
-        p = expit(design.xb(beta))
-        resid = d - p
-        resid *= ws
-        grad = design.xtv(resid)
-        p *= 1 - p
-        p *= ws
-        step, singular = _solve(design.gram(p), grad)
-        failed |= singular & ~converged
-        step[failed | converged] = 0.0
-        beta += step
-        converged |= np.abs(step).max(axis=1) < tol * (1 + np.abs(beta).max(axis=1))
-        if converged.all():
+    degenerate = ~np.isfinite(beta[:, 0])
+    beta[degenerate] = 0.0
+    reason[degenerate] = "all units of the cell's sample are treated or all are controls"
+    gram = design.gram(ws)
+    singular = _collinear(gram)
+    for j in np.flatnonzero(singular & ~degenerate):
+        reason[j] = _collinear_message(gram[j], names)
+    done = reason != ""
+    eta = design.xb(beta)
+    ll = _loglik(eta, d, ws)
+    last_step = np.zeros(n_cells)
+    info_singular = np.zeros(n_cells, dtype=bool)
+    stalled = np.zeros(n_cells, dtype=bool)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):
+        p = expit(eta)
+        grad = design.xtv(ws * (d - p))
+        info = design.gram(ws * p * (1 - p))
+        step, bad = _solve(info, grad)
+        bad &= ~done
+        info_singular |= bad
+        step[done | bad] = 0.0
+        # step halving: shrink each cell's step until its log-likelihood does not fall
+        t = np.ones(n_cells)
+        for _ in range(40):
+            eta_new = design.xb(beta + t[:, None] * step)
+            ll_new = _loglik(eta_new, d, ws)
+            worse = ll_new < ll - 1e-12 * (1 + np.abs(ll))
+            if not worse.any():
+                break
+            t[worse] *= 0.5
+        else:
+            t[worse] = 0.0
+            eta_new = design.xb(beta + t[:, None] * step)
+            ll_new = _loglik(eta_new, d, ws)
+        beta += t[:, None] * step
+        eta, gain, ll = eta_new, ll_new - ll, ll_new
+        last_step = np.abs(t[:, None] * step).max(axis=1)
+        small = last_step < tol * (1 + np.abs(beta).max(axis=1))
+        stalled |= (gain <= 1e-12 * (0.1 + np.abs(ll))) & ~done
+        done |= small | stalled | bad
+        if done.all():
             break
-    not_conv = ~converged & ~failed
-    if not_conv.any():
-        warnings.warn(f"propensity-score logit did not converge in {max_iter} iterations for {int(not_conv.sum())} cell(s)", RuntimeWarning, stacklevel=3)
-    return beta, expit(design.xb(beta)), failed
+    p = expit(eta)
+    cap = 1e-8
+    sample = ws > 0
+    n_low = (sample & (p < cap)).sum(axis=0)
+    n_high = (sample & (p > 1 - cap)).sum(axis=0)
+    note = np.full(n_cells, "", dtype=object)
+    for j in np.flatnonzero((reason == "") & (n_low + n_high > 0)):
+        note[j] = (
+            f"(quasi-)complete separation: the covariates predict treatment status perfectly for "
+            f"{int(n_low[j] + n_high[j])} unit(s) ({int(n_high[j])} with a propensity score within {cap:g} of 1, "
+            f"{int(n_low[j])} of 0, after {iterations} iterations); the logit's maximum likelihood estimate does not exist"
+        )
+    converged = ((last_step < tol * (1 + np.abs(beta).max(axis=1))) | stalled) & ~info_singular
+    for j in np.flatnonzero((reason == "") & ~converged):
+        cause = "information matrix singular at the current estimate" if info_singular[j] else f"last step {last_step[j]:.2g}"
+        reason[j] = f"propensity-score logit did not converge in {iterations} iterations ({cause})"
+        if note[j]:
+            reason[j] += "; " + note[j]
+    return beta, p, reason, note
 
 
 def _chunks(n_units: int, n_cells: int) -> list[np.ndarray]:
@@ -173,7 +311,11 @@ def _chunks(n_units: int, n_cells: int) -> list[np.ndarray]:
 
 
 def estimate_cells(panel: CSPanel, plan: CellPlan, *, method: str, control: str) -> CellEstimates:
-    """ATT(g,t) and the influence functions of all cells of ``plan`` (see module docstring)."""
+    """ATT(g,t) and the influence functions of all cells of ``plan`` (see module docstring).
+
+    Covariates are centred and scaled internally (:func:`_standardise`); results do not depend
+    on their units.
+    """
     n, n_cells = panel.n_units, len(plan)
     problems: list[str] = []
     if panel.x is None:
@@ -184,6 +326,8 @@ def estimate_cells(panel: CSPanel, plan: CellPlan, *, method: str, control: str)
         n_treat = np.zeros(n_cells, dtype=np.int64)
         n_ctrl = np.zeros(n_cells, dtype=np.int64)
         never = panel.cohort == 0
+        x_scaled = _standardise(panel.x)
+        names = list(panel.x_names) or None
         for cols in _chunks(n, n_cells):
             g = plan.group[cols]
             dy = panel.y[:, plan.t_idx[cols]] - panel.y[:, plan.base_idx[cols]]
@@ -193,7 +337,7 @@ def estimate_cells(panel: CSPanel, plan: CellPlan, *, method: str, control: str)
             ctrl = _control_mask(panel.cohort, never, g, plan.threshold[cols], control) & obs
             n_treat[cols] = treated.sum(0)
             n_ctrl[cols] = ctrl.sum(0)
-            att[cols], psi[:, cols], reason = _with_covariates(dy, treated, ctrl, panel.weights, n, panel.x, plan.cov_idx[cols], method)
+            att[cols], psi[:, cols], reason = _with_covariates(dy, treated, ctrl, panel.weights, n, x_scaled, plan.cov_idx[cols], method, names)
             for j in np.flatnonzero(reason != ""):
                 problems.append(f"ATT({g[j]:g},{plan.time[cols][j]:g}): {reason[j]}")
 
@@ -270,7 +414,15 @@ def _diff_in_means(panel: CSPanel, plan: CellPlan, control: str) -> tuple[np.nda
 
 
 def _with_covariates(
-    dy: np.ndarray, treated: np.ndarray, ctrl: np.ndarray, w: np.ndarray, n: int, x: np.ndarray, cov_idx: np.ndarray, method: str
+    dy: np.ndarray,
+    treated: np.ndarray,
+    ctrl: np.ndarray,
+    w: np.ndarray,
+    n: int,
+    x: np.ndarray,
+    cov_idx: np.ndarray,
+    method: str,
+    names: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DR / IPW / REG with covariates for a chunk of cells. Returns att, psi and NaN reasons.
 
@@ -295,9 +447,12 @@ def _with_covariates(
         s_t = w_treat.sum(0)
         if method in ("dr", "reg"):
             uc, inv_c = _unique_columns(ctrl, tag=cov_idx)
-            gram_inv_u, singular = _solve_inv(_Design(x, cov_idx[uc]).gram(w_ctrl[:, uc]))
-            gram_inv, singular = gram_inv_u[inv_c], singular[inv_c]
-            reason[singular] = "covariate matrix of the control units is singular or ill-conditioned"
+            gram_u = _Design(x, cov_idx[uc]).gram(w_ctrl[:, uc])
+            gram_inv_u, singular_u = _solve_inv(gram_u)
+            singular_u |= _collinear(gram_u)
+            gram_inv = gram_inv_u[inv_c]
+            for j in np.flatnonzero(singular_u[inv_c]):
+                reason[j] = "outcome regression on the control units: " + _collinear_message(gram_u[inv_c[j]], names)
             beta = np.einsum("ckl,cl->ck", gram_inv, design.xtv(w_ctrl * dy))
             fitted = design.xb(np.nan_to_num(beta))
             resid = dy - fitted
@@ -306,15 +461,19 @@ def _with_covariates(
             up, inv_p = _unique_columns(treated, ctrl, tag=cov_idx)
             design_u = _Design(x, cov_idx[up])
             ws_u = w_treat[:, up] + w_ctrl[:, up]
-            _, ps_u, failed = _logit(design_u, treated[:, up].astype(float), ws_u)
+            _, ps_u, logit_reason, logit_note = _logit(design_u, treated[:, up].astype(float), ws_u, names=names)
             np.minimum(ps_u, _PS_CAP, out=ps_u)
             hess_inv_u, sing_h = _solve_inv(design_u.gram(ws_u * ps_u * (1 - ps_u)))
             overlap = np.where(ws_u > 0, ps_u, 0.0).max(axis=0) >= _PS_OVERLAP
-            for flag, text in ((failed, "propensity-score logit failed (singular information matrix)"),
-                               (overlap, f"overlap violated (a propensity score >= {_PS_OVERLAP})"),
-                               (sing_h, "propensity-score information matrix is singular")):
-                hit = flag[inv_p] & (reason == "")
-                reason[hit] = text
+            for j in np.flatnonzero(reason == ""):
+                u = inv_p[j]
+                if logit_reason[u]:
+                    text = logit_reason[u]
+                    reason[j] = text if text.startswith("propensity") else "propensity-score logit: " + text
+                elif overlap[u]:
+                    reason[j] = f"overlap violated (a propensity score >= {_PS_OVERLAP})" + (f": {logit_note[u]}" if logit_note[u] else "")
+                elif sing_h[u]:
+                    reason[j] = "propensity-score information matrix is singular at the fitted scores"
             ps = ps_u[:, inv_p]
             hess_inv = hess_inv_u[inv_p]
             w_cont = np.where(ctrl & (ps < _PS_TRIM), w_col * ps / (1 - ps), 0.0)

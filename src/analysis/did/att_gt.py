@@ -28,6 +28,21 @@ treatment of unbalanced panels is the same as here, and tests compare with it. I
 additionally requires that being observed in both periods is unrelated to the trend in untreated
 outcomes, given covariates (as for any panel DiD on an unbalanced panel).
 
+Where the reference implementations disagree
+--------------------------------------------
+This module follows R ``did``:
+
+* not-yet-treated controls in pre-treatment cells: Stata ``csdid`` uses the units not yet
+  treated by ``g - 1`` (the cohort's last pre-period) in every cell of cohort ``g``; R ``did``
+  and this module use the units not yet treated in either period of the cell (by ``t``), so
+  pre-period ATT(g,t) with ``control="notyet"`` differ from csdid's (post-period cells agree);
+* the overall standard error of the group aggregation (``aggregate("group")``): R ``did`` up to
+  2.4 omitted the estimation error of the cohort shares from it (fixed in R ``did`` commit
+  9229716); ours equals the fixed formula, so it differs from R ``did`` <= 2.4 output;
+* LaLonde / CPS with money covariates: R ``DRDID``, Stata ``drdid`` and this module agree (the
+  propensity-score logit is fitted on standardised covariates with step halving; see
+  ``tests/reference/drdid_nsw.md``).
+
 Examples
 --------
 >>> import moderndid
@@ -273,6 +288,7 @@ def att_gt(
     alpha: float = 0.05,
     seed: int = 0,
     cband: bool = True,
+    fix_weights: bool = False,
 ) -> ATTgtResult:
     """Callaway-Sant'Anna group-time average treatment effects ATT(g,t).
 
@@ -302,7 +318,7 @@ def att_gt(
         Column to cluster on, at or above the unit (e.g. the county x industry cell); must be
         constant within a unit. ``None``: units are independent (R ``did``'s default).
     weights
-        Column of sampling weights, constant within a unit.
+        Column of sampling weights, constant within a unit (see ``fix_weights``).
     n_boot
         0: analytic standard errors from the influence functions. Otherwise the number of
         multiplier-bootstrap draws (one Mammen multiplier per cluster), giving bootstrap
@@ -314,6 +330,11 @@ def att_gt(
     cband
         With ``n_boot > 0``: uniform (simultaneous) bands over all cells instead of pointwise
         intervals, as R ``did``'s ``cband = TRUE``.
+    fix_weights
+        Weights that vary within a unit are an error by default (a unit's weight is one number
+        in a panel estimator). ``True`` takes each unit's weight in its first observed period,
+        the rule of R ``did``'s panel estimators (they read the weights of the first period);
+        the choice is recorded in ``meta["weights"]``.
 
     Returns
     -------
@@ -372,6 +393,7 @@ def att_gt(
         weights=weights,
         anticipation=anticipation,
         control=control_key,
+        fix_weights=bool(fix_weights),
     )
     plan = plan_cells(panel.times, panel.treated_groups, base_period=base_period, anticipation=anticipation)
     with blas_threads():
@@ -408,7 +430,8 @@ def att_gt(
         cohort=plan.group,
         time=plan.time,
     )
-    meta = _meta(panel, control_key, method, base_period, anticipation, cluster, weights, covs, ctx, crit, est.problems)
+    weights_label = f"{weights} (first period of each unit)" if (weights and fix_weights) else weights
+    meta = _meta(panel, control_key, method, base_period, anticipation, cluster, weights_label, covs, ctx, crit, est.problems)
     return ATTgtResult(
         table=table,
         vcov=pd.DataFrame(v, index=terms, columns=terms),

@@ -17,6 +17,35 @@ variance of the two-way demeaned dummy in the whole panel. The weights are non-n
 one, and the weighted 2x2 estimates sum to the TWFE coefficient (checked in ``meta['gap']``).
 The type labels are those of R's ``bacondecomp``.
 
+Treatment can be given as a cohort column (first treated period) or, as in ``bacondecomp``'s
+``y ~ D`` formula, as a 0/1 treatment column, which must switch on once and stay on (a unit's
+cohort is its first period with ``D = 1``).
+
+With covariates (Goodman-Bacon 2021, Section 5; ``bacondecomp``'s controls): the TWFE
+coefficient of ``y ~ D + X | unit + period`` is, by Frisch-Waugh-Lovell, the regression of
+``y`` on ``r``, the residual of the two-way demeaned ``D`` on the two-way demeaned ``X``. Split
+``r`` into its timing-group x period means ``rbar_kt`` and the rest, ``r - rbar_kt``:
+
+* the **within** term: the regression of ``y`` on ``r - rbar_kt`` (variation of the covariates
+  within timing groups), with weight ``Omega = sum (r - rbar)^2 / sum r^2``;
+* the **between** terms: for each pair of timing groups ``(k, l)``, the 2x2-style regression of
+  the difference of their mean outcomes on the difference of their ``rbar`` (both demeaned over
+  periods), which is the TWFE regression of ``y`` on ``rbar`` in the two groups' subsample, with
+  weight ``(1 - Omega) n_k n_l sum_t (rbar_kt - rbar_lt)^2 / (N sum_k n_k sum_t rbar_kt^2)``.
+
+The weights sum to one and the weighted estimates to the TWFE coefficient exactly (the pairwise
+identity ``sum_k n_k a_k^2 = (1/N) sum_{k<l} n_k n_l (a_k - a_l)^2`` for ``sum_k n_k a_k = 0``;
+checked in ``meta['gap']``). Without covariates (or with covariates absorbed by the unit
+effects) ``Omega = 0`` and each pair's term is the weight-sum and weighted mean of Theorem 1's
+two 2x2s of that pair. Pairs are labelled as ``bacondecomp`` does with controls: "Both
+Treated", "Treated vs Untreated", "Later vs Always Treated" (and "Always Treated vs Untreated",
+which has weight 0 without covariates). ``bacondecomp`` returns ``Omega`` (our
+``meta['within_weight']``), ``beta_hat_w`` (``meta['within_estimate']``) and ``two_by_twos`` whose
+weights sum to one among themselves: they are our pair weights divided by ``1 - Omega``. Its
+published castle-doctrine output with controls could not be checked here (the data are not
+shipped with any installed package); the tests check the exact identity against the TWFE
+coefficient with covariates (pyfixest) and the reduction to Theorem 1 without within variation.
+
 Reference: Mixtape Sessions, Advanced-DID, Exercise 1 solutions (R ``bacondecomp``, Medicaid
 expansion ``ehec`` data, ``dins ~ postTreated``): TWFE 0.070321; Earlier vs Later Treated weight
 0.14911, average estimate 0.06983; Later vs Earlier Treated 0.05827, 0.04486; Treated vs
@@ -76,12 +105,47 @@ def _did(y: np.ndarray, post: np.ndarray) -> float:
     return float(diff[post].mean() - diff[~post].mean())
 
 
+_TREATMENT_COHORT = "_cohort_from_treatment"
+
+
+def _cohort_from_treatment(data: pd.DataFrame, unit: str, time: str, treatment: str) -> pd.Series:
+    """Each row's unit cohort (first period with treatment 1; 0 if never) from a 0/1 column.
+
+    Raises naming the rows or units when the column is not 0/1 or a unit's treatment switches off.
+    """
+    for col in (unit, time, treatment):
+        if col not in data.columns:
+            raise ValueError(f"column {col!r} not found in data; it has {list(data.columns)}")
+    d = pd.to_numeric(data[treatment], errors="coerce")
+    bad = ~d.isin([0, 1])
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        raise ValueError(f"treatment column {treatment!r} must be 0 or 1; {rows.size} row(s) are not (row positions {rows[:5].tolist()})")
+    order = np.lexsort((data[time].to_numpy(), pd.factorize(data[unit])[0]))
+    u = data[unit].to_numpy()[order]
+    dv = d.to_numpy()[order]
+    same = u[1:] == u[:-1]
+    off = same & (dv[1:] < dv[:-1])
+    if off.any():
+        units = pd.unique(u[1:][off])
+        raise ValueError(
+            f"treatment column {treatment!r} switches from 1 back to 0 in {units.size} unit(s) of {unit!r} "
+            f"(e.g. {units[:5].tolist()}): the decomposition needs a staggered (absorbing) treatment"
+        )
+    t = pd.to_numeric(data[time])
+    first = t.where(d == 1).groupby(data[unit]).transform("min")
+    return first.fillna(0.0)
+
+
 def bacon_decomp(
     data: Any,
     outcome: str,
     unit: str,
     time: str,
-    cohort: str,
+    cohort: str | None = None,
+    *,
+    treatment: str | None = None,
+    covariates: str | list[str] | None = None,
 ) -> BaconDecomposition:
     """Goodman-Bacon decomposition of the static TWFE estimate into 2x2 DiDs.
 
@@ -92,6 +156,12 @@ def bacon_decomp(
     outcome, unit, time, cohort
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated;
         units first treated in or before the first period are "always treated".
+    treatment
+        Instead of ``cohort``: a 0/1 treatment column that switches on once and stays on
+        (``bacondecomp``'s ``y ~ D``). Give exactly one of ``cohort`` and ``treatment``.
+    covariates
+        Time-varying controls: the covariate-adjusted decomposition of Goodman-Bacon (2021,
+        Section 5) into a within term and between-group pair terms (see the module docstring).
 
     Returns
     -------
@@ -104,9 +174,27 @@ def bacon_decomp(
     Raises
     ------
     ValueError
-        If the panel is unbalanced or has no treatment variation.
+        If the panel is unbalanced or has no treatment variation, the treatment column is not an
+        absorbing 0/1 treatment, or both or neither of ``cohort`` and ``treatment`` are given.
+
+    Examples
+    --------
+    >>> import moderndid
+    >>> ehec = moderndid.load_ehec().to_pandas()
+    >>> ehec["post"] = (ehec["year"] >= ehec["yexp2"]).astype(int)
+    >>> bd = bacon_decomp(ehec, "dins", "stfips", "year", treatment="post")
+    >>> round(bd.meta["twfe_estimate"], 6)
+    0.070321
     """
-    panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort)
+    if (cohort is None) == (treatment is None):
+        raise ValueError("give exactly one of cohort= (first treated period) and treatment= (a 0/1 column)")
+    if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):
+        data = data.to_pandas()
+    if treatment is not None:
+        data = data.assign(**{_TREATMENT_COHORT: _cohort_from_treatment(data, unit, time, treatment)})
+        cohort = _TREATMENT_COHORT
+    covs = [covariates] if isinstance(covariates, str) else list(covariates or [])
+    panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort, covariates=covs or None)
     f = panel.frame
     periods = np.sort(f["_t"].unique())
     n_units = int(f["_i"].max()) + 1
@@ -170,6 +258,9 @@ def bacon_decomp(
             add(later, k, periods >= k, "Later vs Earlier Treated")
     if not rows:
         raise ValueError("no 2x2 comparison: need at least one timing group and a comparison group")
+    if covs:
+        xs = np.stack([f[c].to_numpy().reshape(n_units, T) for c in panel.xcols], axis=-1)
+        return _with_covariates(Y, D, xs, gu_lab, panel, outcome, treatment or cohort, covs)
     tab = pd.DataFrame(rows)
     gap = float((tab["weight"] * tab["estimate"]).sum() - beta)
     table = tidy_frame(
@@ -186,4 +277,96 @@ def bacon_decomp(
         meta=panel.meta(twfe_estimate=beta, weight_sum=float(tab["weight"].sum()), gap=gap,
                         notes=["2x2 estimates have no standard errors; weights follow Goodman-Bacon (2021) Theorem 1"]),
         title=f"Goodman-Bacon decomposition: {outcome} (TWFE {beta:.4f})",
+    )
+
+
+def _pair_type(a: float, b: float) -> str:
+    """bacondecomp's labels for a pair of timing groups (with controls)."""
+    kinds = {a, b}
+    if np.inf in kinds:
+        return "Always Treated vs Untreated" if -np.inf in kinds else "Treated vs Untreated"
+    if -np.inf in kinds:
+        return "Later vs Always Treated"
+    return "Both Treated"
+
+
+def _label(k: float) -> str:
+    return "never treated" if k == np.inf else "always treated" if k == -np.inf else str(int(k))
+
+
+def _with_covariates(
+    Y: np.ndarray, D: np.ndarray, X: np.ndarray, group: np.ndarray, panel: Any, outcome: str, treat_name: str, covs: list[str]
+) -> BaconDecomposition:
+    """Goodman-Bacon (2021) Section 5: within term + between-group pair terms (module docstring)."""
+    n_units, T = Y.shape
+    Xt = np.stack([_two_way_demeaned(X[:, :, j]) for j in range(X.shape[-1])], axis=-1).reshape(n_units * T, -1)
+    norms = np.sqrt((Xt**2).sum(axis=0))
+    scale = np.sqrt((X.reshape(n_units * T, -1) ** 2).sum(axis=0))
+    varying = norms > 1e-10 * np.maximum(scale, 1.0)
+    notes = []
+    if not varying.all():
+        dropped = [c for c, v in zip(covs, varying, strict=True) if not v]
+        notes.append(f"covariate(s) {dropped} do not vary within units over time (absorbed by the unit effects) and were dropped")
+    Dt = _two_way_demeaned(D).ravel()
+    if varying.any():
+        Xv = Xt[:, varying]
+        gamma = np.linalg.lstsq(Xv, Dt, rcond=None)[0]
+        r = (Dt - Xv @ gamma).reshape(n_units, T)
+    else:
+        r = Dt.reshape(n_units, T)
+    ssr = float((r**2).sum())
+    if ssr <= 1e-12 * max(1.0, float((Dt**2).sum())):
+        raise ValueError("the treatment is collinear with the covariates and the fixed effects: the TWFE estimate is not defined")
+    beta = float((r * Y).sum() / ssr)
+
+    groups = np.unique(group)
+    n_g = np.array([(group == k).sum() for k in groups], dtype=float)
+    rbar = np.vstack([r[group == k].mean(axis=0) for k in groups])
+    ybar = np.vstack([Y[group == k].mean(axis=0) for k in groups])
+    within = r - rbar[np.searchsorted(groups, group)]
+    ss_w = float((within**2).sum())
+    ss_b = float((n_g[:, None] * rbar**2).sum())
+    omega = ss_w / ssr
+    rows: list[dict[str, Any]] = []
+    if ss_w > 1e-14 * ssr:
+        rows.append({"term": "within", "treated": "", "control": "", "control_cohort": np.nan, "type": "Within",
+                     "estimate": float((within * Y).sum() / ss_w), "weight": omega, "n_obs": n_units * T})
+    n_total = n_g.sum()
+    for a in range(len(groups)):
+        for b in range(a + 1, len(groups)):
+            dr = rbar[a] - rbar[b]
+            dr = dr - dr.mean()
+            dy = ybar[a] - ybar[b]
+            dy = dy - dy.mean()
+            ss = float(dr @ dr)
+            if ss <= 1e-14 * ssr:
+                continue
+            # the later-treated, untreated or always-treated group is listed as the control
+            k, l_ = (groups[b], groups[a]) if (groups[a] == -np.inf and groups[b] != np.inf) else (groups[a], groups[b])
+            rows.append({
+                "term": f"{_label(k)} vs {_label(l_)}", "treated": _label(k), "control": _label(l_),
+                "control_cohort": float(l_) if np.isfinite(l_) else np.nan, "type": _pair_type(k, l_),
+                "estimate": float(dr @ dy / ss),
+                "weight": (1 - omega) * n_g[a] * n_g[b] * ss / (n_total * ss_b),
+                "n_obs": int((n_g[a] + n_g[b]) * T),
+            })
+    tab = pd.DataFrame(rows)
+    gap = float((tab["weight"] * tab["estimate"]).sum() - beta)
+    table = tidy_frame(
+        tab["estimate"].to_numpy(), np.full(len(tab), np.nan), term=tab["term"].tolist(),
+        outcome=outcome, estimator="bacon_2x2", n_obs=tab["n_obs"].to_numpy(),
+        treated=tab["treated"].to_numpy(), control=tab["control"].to_numpy(),
+        control_cohort=tab["control_cohort"].to_numpy(), type=tab["type"].to_numpy(), weight=tab["weight"].to_numpy(),
+    )
+    within_est = float(tab.loc[tab["type"] == "Within", "estimate"].iloc[0]) if (tab["type"] == "Within").any() else np.nan
+    between = tab["type"] != "Within"
+    beta_b = float((tab.loc[between, "weight"] * tab.loc[between, "estimate"]).sum() / tab.loc[between, "weight"].sum())
+    return BaconDecomposition(
+        table=table,
+        vcov=None,
+        meta=panel.meta(twfe_estimate=beta, weight_sum=float(tab["weight"].sum()), gap=gap, within_weight=omega,
+                        within_estimate=within_est, between_estimate=beta_b, treatment=treat_name,
+                        notes=[*notes, ("covariate-adjusted decomposition (Goodman-Bacon 2021, Section 5): within term + "
+                                        "between-group pair terms; 2x2 estimates have no standard errors")]),
+        title=f"Goodman-Bacon decomposition with covariates: {outcome} (TWFE {beta:.4f})",
     )

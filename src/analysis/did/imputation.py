@@ -28,6 +28,11 @@ The groups are cohort x event time, the default ``avgeffectsby(Ei t)`` of Stata'
 small cohorts the variance may be understated (BJS Section 4.3), check ``meta['n_treated']``.
 Inference is normal (no small-sample factor), as in ``did_imputation``.
 
+Where references disagree: the ``didimputation`` R package's README prints lead (pre-trend)
+standard errors that are iid ones, from before its ``cluster=`` option existed; ours are
+clustered as the post-treatment rows are (as Stata's ``did_imputation`` and the current R
+package with ``cluster_var``), so the README's lead SEs are not a reference for them.
+
 Pre-trend coefficients come from BJS Test 1, a separate OLS on the untreated observations of
 the outcome on unit and period effects, the covariates and event-time dummies. ``pretrends=k``
 is ``did_imputation, pretrends(k)``: dummies for 1..k periods before treatment (rows -k..-1,
@@ -151,7 +156,9 @@ def fit_untreated(y0: np.ndarray, unit0: np.ndarray, t0: np.ndarray, X0: np.ndar
             "the model of Y(0) is not identified on the untreated observations: the covariates (or "
             "lead dummies) are collinear with the unit and period effects"
         )
-    M_inv = np.linalg.inv(M) if p else np.zeros((0, 0))
+    # invert the diagonal-normalised matrix and scale back: the accuracy then does not depend on
+    # the covariates' units (a column in yuan next to 0/1 dummies); same result otherwise
+    M_inv = np.linalg.inv(M / np.outer(scale, scale)) / np.outer(scale, scale) if p else np.zeros((0, 0))
     coef = M_inv @ (Wd.T @ yd)
     resid = yd - Wd @ coef
     k_main = k_d + k_x

@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,26 @@ import pandas as pd
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.results import EstimationResult, tidy_frame
 
-__all__ = ["sunab"]
+__all__ = ["SunabResult", "sunab"]
+
+
+@dataclass(repr=False)
+class SunabResult(EstimationResult):
+    """A Sun-Abraham result; ``tidy(covariates=True)`` appends the covariates' own coefficients.
+
+    The covariate rows (``term`` = the covariate's name, ``event_time`` and ``cohort`` missing)
+    are the coefficients of the time-varying controls in the saturated regression, with the
+    same clustered standard errors (fixest prints them above the aggregated rows). They are
+    also in ``meta["covariate_coefficients"]``; ``vcov`` covers the aggregated rows only.
+    """
+
+    def tidy(self, covariates: bool = False) -> pd.DataFrame:
+        """The tidy frame; with ``covariates=True`` plus one row per covariate."""
+        out = self.table.copy()
+        cov = self.meta.get("covariate_coefficients")
+        if not covariates or cov is None or len(cov) == 0:
+            return out
+        return pd.concat([out, cov], ignore_index=True)
 
 
 def _restrict_sample(panel: Panel, control: str, notes: list[str]) -> tuple[pd.DataFrame, float]:
@@ -106,6 +126,10 @@ def sunab(
     aggregate
         ``"event"``: one row per event time. ``"att"`` (or ``"simple"``): one row, the average of all post-treatment
         CATT(g, e) (e >= 0) weighted by their sample counts (fixest's ``agg = "att"``).
+        ``"cohort"`` (alias ``"group"``): one row per cohort, the average of that cohort's
+        post-treatment CATT(g, e) (e >= 0) weighted by their sample counts (fixest's
+        ``agg = "cohort"``, which aggregates the coefficients of non-negative relative periods
+        by cohort with the model matrix's column counts as weights).
     weights
         Optional regression weights (also used for the cohort shares).
     alpha
@@ -113,10 +137,11 @@ def sunab(
 
     Returns
     -------
-    EstimationResult
+    SunabResult
         Rows as chosen by ``aggregate`` with ``vcov``; ``meta['catt']`` is the tidy frame of the
         CATT(g, e) (``cohort`` and ``event_time`` columns) and ``meta['weights']`` the share
-        of each (g, e) cell.
+        of each (g, e) cell; with covariates, ``tidy(covariates=True)`` (and
+        ``meta['covariate_coefficients']``) gives their own coefficients.
 
     Examples
     --------
@@ -125,12 +150,15 @@ def sunab(
     >>> att = sunab(mpdta, "lemp", "countyreal", "year", "first.treat", aggregate="att")
     >>> att.tidy()["term"].tolist()
     ['ATT']
+    >>> by_cohort = sunab(mpdta, "lemp", "countyreal", "year", "first.treat", aggregate="cohort")
+    >>> by_cohort.tidy()["term"].tolist()
+    ['cohort::2004', 'cohort::2006', 'cohort::2007']
     """
     import pyfixest as pf
 
-    aggregate = "att" if aggregate == "simple" else aggregate  # one name across estimators, as att_gt
-    if aggregate not in ("event", "att"):
-        raise ValueError(f"aggregate must be 'event' or 'att', got {aggregate!r}")
+    aggregate = {"simple": "att", "group": "cohort"}.get(aggregate, aggregate)  # one name across estimators, as att_gt
+    if aggregate not in ("event", "att", "cohort"):
+        raise ValueError(f"aggregate must be 'event', 'att' (or 'simple') or 'cohort' (or 'group'), got {aggregate!r}")
     panel = prepare_panel(
         data, outcome=outcome, unit=unit, time=time, cohort=cohort,
         covariates=covariates, cluster=cluster, weights=weights,
@@ -178,6 +206,7 @@ def sunab(
         outcome=outcome, estimator="sunab_catt", n_obs=int(fit._N), alpha=alpha, df=df_t,
         event_time=kept["e"].astype(np.int64).to_numpy(), cohort=kept["g"].astype(np.int64).to_numpy(),
     )
+    covariate_rows = _covariate_rows(fit, names, panel, outcome=outcome, alpha=alpha, df=df_t)
     meta = panel.meta(
         reference_period=int(reference),
         control=control,
@@ -186,23 +215,62 @@ def sunab(
         variance="delta method, cohort shares treated as known (as fixest)",
         notes=notes,
     )
+    if covariate_rows is not None:
+        meta["covariate_coefficients"] = covariate_rows
+    post = (kept["e"] >= 0).to_numpy()
+    if aggregate in ("att", "cohort") and not post.any():
+        raise ValueError("no post-treatment cell to aggregate")
     if aggregate == "att":
-        post = (kept["e"] >= 0).to_numpy()
-        if not post.any():
-            raise ValueError("no post-treatment cell to aggregate")
         a = np.where(post, kept["n"].to_numpy(), 0.0)
         a = a / a.sum()
         est = float(a @ beta)
         se = float(np.sqrt(a @ Vb @ a))
-        return scalar_result(est, se, term="ATT", outcome=outcome, estimator="sunab", n_obs=int(fit._N),
-                             alpha=alpha, df=df_t, meta=meta)
+        return _as_sunab(scalar_result(est, se, term="ATT", outcome=outcome, estimator="sunab", n_obs=int(fit._N),
+                                       alpha=alpha, df=df_t, meta=meta))
+    if aggregate == "cohort":
+        gs = np.sort(kept.loc[post, "g"].unique())
+        g_kept = kept["g"].to_numpy()
+        n_kept = np.where(post, kept["n"].to_numpy(), 0.0)
+        A = np.zeros((len(gs), len(kept)))
+        for r, gv in enumerate(gs):
+            A[r] = np.where(g_kept == gv, n_kept, 0.0)
+            A[r] /= A[r].sum()
+        V = A @ Vb @ A.T
+        terms = [f"cohort::{int(gv)}" for gv in gs]
+        n_cohort = [int(kept.loc[post & (g_kept == gv), "n"].sum()) for gv in gs]
+        meta["cohort_obs"] = dict(zip(terms, n_cohort, strict=True))
+        return SunabResult.from_estimates(
+            estimate=A @ beta, std_error=np.sqrt(np.clip(np.diag(V), 0, None)), term=terms, outcome=outcome,
+            estimator="sunab", n_obs=int(fit._N), alpha=alpha, df=df_t, cohort=gs.astype(np.int64),
+            vcov=V, meta=meta,
+        )
     evs = np.sort(kept["e"].unique())
     A = np.zeros((len(evs), len(kept)))
     e_kept = kept["e"].to_numpy()
     share = kept["share"].to_numpy()
     for r, v in enumerate(evs):
         A[r, e_kept == v] = share[e_kept == v]
-    return event_time_result(
+    return _as_sunab(event_time_result(
         evs.astype(np.int64), A @ beta, A @ Vb @ A.T, outcome=outcome, estimator="sunab",
         n_obs=int(fit._N), alpha=alpha, df=df_t, meta=meta,
-    )
+    ))
+
+
+def _as_sunab(res: EstimationResult) -> SunabResult:
+    return SunabResult(table=res.table, vcov=res.vcov, meta=res.meta, title=res.title)
+
+
+def _covariate_rows(fit: Any, names: list[str], panel: Panel, *, outcome: str, alpha: float, df: float) -> pd.DataFrame | None:
+    """Tidy rows of the covariates' own coefficients (named as the user's columns), or None."""
+    if not panel.covariates:
+        return None
+    pos = {n: k for k, n in enumerate(names)}
+    idx = [pos.get(c) for c in panel.xcols]
+    keep = [k for k, i in enumerate(idx) if i is not None]  # a covariate collinear with the effects is dropped
+    if not keep:
+        return None
+    ii = np.array([idx[k] for k in keep])
+    b = np.asarray(fit._beta_hat)[ii]
+    se = np.sqrt(np.diag(np.asarray(fit._vcov))[ii])
+    return tidy_frame(b, se, term=[str(panel.covariates[k]) for k in keep], outcome=outcome, estimator="sunab",
+                      n_obs=int(fit._N), alpha=alpha, df=df)
