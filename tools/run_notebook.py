@@ -35,7 +35,7 @@ from papermill.iorw import read_yaml_file
 
 from analysis.io import read_log
 
-__all__ = ["declared_parameters", "select_parameters", "resolve_value", "attach_inputs", "main"]
+__all__ = ["attach_inputs", "declared_parameters", "main", "resolve_value", "select_parameters"]
 
 
 def declared_parameters(notebook: str | Path) -> list[str]:

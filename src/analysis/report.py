@@ -202,8 +202,8 @@ def family_headline(config: str, family: str, *, estimator: str = "cs_dr") -> di
     >>> family_headline("small", "no_such_family") is None
     True
     """
-    from analysis.effects import ESTIMATOR_LABELS, load_family, load_saved
     from analysis.config import ParameterError
+    from analysis.effects import ESTIMATOR_LABELS, load_family, load_saved
 
     try:
         spec = load_family(family)
@@ -231,7 +231,7 @@ def family_headline(config: str, family: str, *, estimator: str = "cs_dr") -> di
 
 def _headline_html(h: dict[str, Any]) -> str:
     text = (f"<strong>{html.escape(h['outcome'])}</strong>: {h['estimate']:.3f} "
-            f"(95 % CI {h['conf_low']:.3f} to {h['conf_high']:.3f}; {html.escape(h['estimator'])})")
+            f"(95 % CI {h['conf_low']:.3f} to {h['conf_high']:.3f}), {html.escape(h['estimator'])}")
     if h["truth"] == h["truth"]:  # not NaN: the synthetic world's truth is known
         text += f"; true effect {h['truth']:.3f}"
     return f'<p class="headline">{text}.</p>'
