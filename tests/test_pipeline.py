@@ -183,35 +183,8 @@ def test_reports_render_in_chromium(project):
     assert not problems, "\n".join(problems)
 
 
-def test_broken_parameter_stops_make_and_the_fix_reruns_only_what_follows(project):
-    """A misspelt column in the descriptives parameters fails 02 with a clear message; after the fix only
-    02 (and the pages after it) re-run, the panel and 01 are untouched. A misspelt world key fails first."""
-    config = project / "config" / "small.yaml"
-    good = config.read_text()
-    panel = project / "data" / "processed" / "small" / "panel.parquet"
-    nb01 = project / "build" / "small" / "01_data.ipynb"
-    before = (panel.stat().st_mtime_ns, nb01.stat().st_mtime_ns)
-
-    config.write_text(good + "descriptives:\n  trends: [log_valueadded]\n")
-    failed = _make(project, "all", check=False)
-    assert failed.returncode != 0
-    assert "log_valueadded" in failed.stderr and "is not in the panel" in failed.stderr
-    assert (project / "build" / "small" / "02_descriptives.failed.ipynb").is_file()
-    assert not (project / "build" / "small" / "02_descriptives.ipynb").exists()
-
-    config.write_text(good)
-    fixed = _make(project, "all")
-    assert "02_descriptives" in fixed.stdout and "01_data.ipynb" not in fixed.stdout
-    assert (panel.stat().st_mtime_ns, nb01.stat().st_mtime_ns) == before
-    assert not (project / "build" / "small" / "02_descriptives.failed.ipynb").exists()
-
-    config.write_text(good.replace("n_firms:", "n_firm:"))
-    typo = _make(project, "all", check=False)
-    assert typo.returncode != 0 and "unknown parameter 'world.n_firm'" in typo.stderr
-    config.write_text(good)
-
-
 # --- first contact: browser, file modes, parameters, index, provenance ------------------------------
+# (before the broken-parameter test: after its misspelt world key, the next `make all` rebuilds everything)
 def test_missing_browser_skips_the_browser_test_outside_ci_and_fails_under_ci(tmp_path):
     """With $CHROMIUM pointing at no file the browser test is skipped with a reason that says what to run;
     with CI=true the same is a failure. An existing executable is used as given."""
@@ -348,3 +321,32 @@ def test_changing_one_family_file_changes_only_its_footers(project):
             assert all("effects_innovation" in p for p in changed), changed
         else:
             assert footer == old_footer, page.name
+
+
+def test_broken_parameter_stops_make_and_the_fix_reruns_only_what_follows(project):
+    """A misspelt column in the descriptives parameters fails 02 with a clear message; after the fix only
+    02 (and the pages after it) re-run, the panel and 01 are untouched. A misspelt world key fails first."""
+    config = project / "config" / "small.yaml"
+    good = config.read_text()
+    panel = project / "data" / "processed" / "small" / "panel.parquet"
+    nb01 = project / "build" / "small" / "01_data.ipynb"
+    before = (panel.stat().st_mtime_ns, nb01.stat().st_mtime_ns)
+
+    config.write_text(good + "descriptives:\n  trends: [log_valueadded]\n")
+    failed = _make(project, "all", check=False)
+    assert failed.returncode != 0
+    assert "log_valueadded" in failed.stderr and "is not in the panel" in failed.stderr
+    assert (project / "build" / "small" / "02_descriptives.failed.ipynb").is_file()
+    assert not (project / "build" / "small" / "02_descriptives.ipynb").exists()
+
+    config.write_text(good)
+    fixed = _make(project, "all")
+    assert "02_descriptives" in fixed.stdout and "01_data.ipynb" not in fixed.stdout
+    assert (panel.stat().st_mtime_ns, nb01.stat().st_mtime_ns) == before
+    assert not (project / "build" / "small" / "02_descriptives.failed.ipynb").exists()
+
+    config.write_text(good.replace("n_firms:", "n_firm:"))
+    typo = _make(project, "all", check=False)
+    assert typo.returncode != 0 and "unknown parameter 'world.n_firm'" in typo.stderr
+    config.write_text(good)
+
