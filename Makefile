@@ -1,7 +1,7 @@
 # The only entry point. `make help` lists the targets.
 #   make all                 create .venv if missing, build the data, run every notebook, publish reports/
 #   make all CONFIG=small    the same on the small parameter set (config/small.yaml)
-#   make test                the test suite (what CI runs)
+#   make test                the test suite (what CI runs); installs Debian's chromium for the browser test if missing
 # Every step writes its output atomically; a failed notebook is kept as build/<config>/NN.failed.ipynb.
 
 SHELL := /bin/bash
@@ -15,6 +15,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 JOBS ?= 2
+# the browser of the browser test (tests/test_pipeline.py); `make browser` installs Debian's when missing
+CHROMIUM ?= /usr/bin/chromium
 
 export ANALYSIS_ROOT := $(CURDIR)
 export PYTHONPATH := $(CURDIR)/src
@@ -34,6 +36,7 @@ PARAM_STAMPS := $(addprefix $(STAMP)/,$(addsuffix .json,$(SECTIONS)))
 WORLD_PARAMS := $(STAMP)/seed.json $(STAMP)/data.json $(STAMP)/world.json
 EXTERNAL := $(wildcard data/external/*.csv)
 REPORT_STAMP := reports/.config
+RUN_NOTEBOOK := tools/run_notebook.py
 
 # notebooks run once on the parameter set; 04_effects runs once per outcome family
 SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
@@ -44,14 +47,14 @@ PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY)
 EXECUTED := $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(PAGES)))
 HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 
-.PHONY: all env data notebooks reports test test-slow bench lab clean clean-all help lock FORCE
+.PHONY: all env data notebooks reports test test-slow browser bench lab clean clean-all help lock FORCE
 .DEFAULT_GOAL := all
 
 all: reports ## create the environment if missing, build the data, run the notebooks, publish reports/
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
-	@echo "  variables: CONFIG=$(CONFIG) (parameter set in config/), VENV=$(VENV), JOBS=$(JOBS)"
+	@echo "  variables: CONFIG=$(CONFIG) (parameter set in config/), VENV=$(VENV), JOBS=$(JOBS), CHROMIUM=$(CHROMIUM)"
 
 # ---------------------------------------------------------------------------------------------
 # environment: .venv from the exact pins of requirements.lock (no conda needed)
@@ -92,13 +95,15 @@ build/deps.mk: src/analysis/deps.py $(wildcard notebooks/*.ipynb) $(shell find s
 -include build/deps.mk
 
 # $(1): notebook, $(2): parameter file, $(3): extra papermill arguments.
+# tools/run_notebook.py runs papermill with only the parameters the notebook declares and stores the
+# files it read (with their hashes) in the executed notebook, for the page's provenance footer.
 # Progress bars are for people in JupyterLab; in the published reports they are noise (TQDM_DISABLE).
 define papermill
 	@mkdir -p $(@D)
 	@rm -f $@ $(basename $@).failed.ipynb
 	@echo "papermill $(1) -> $@"
-	@if TQDM_DISABLE=1 papermill $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
-	      --log-output --no-progress-bar > $(basename $@).log 2>&1; then \
+	@if TQDM_DISABLE=1 python $(RUN_NOTEBOOK) $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
+	      > $(basename $@).log 2>&1; then \
 	    mv $@.tmp.ipynb $@; \
 	else \
 	    mv $@.tmp.ipynb $(basename $@).failed.ipynb 2>/dev/null || true; \
@@ -112,16 +117,16 @@ endef
 $(BUILD_DIR)/01_data.ipynb: $(WORLD_PARAMS)
 $(BUILD_DIR)/02_descriptives.ipynb: $(STAMP)/descriptives.json
 
-$(BUILD_DIR)/%.ipynb: notebooks/%.ipynb $(PANEL) $$(NB_DEPS_$$*) | $(ENV_STAMP)
+$(BUILD_DIR)/%.ipynb: notebooks/%.ipynb $(PANEL) $$(NB_DEPS_$$*) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
-$(BUILD_DIR)/03_productivity.ipynb $(PANEL_TFP) &: notebooks/03_productivity.ipynb $(PANEL) $(STAMP)/tfp.json $(NB_DEPS_03_productivity) | $(ENV_STAMP)
+$(BUILD_DIR)/03_productivity.ipynb $(PANEL_TFP) &: notebooks/03_productivity.ipynb $(PANEL) $(STAMP)/tfp.json $(NB_DEPS_03_productivity) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
-$(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $(PANEL_TFP) $(STAMP)/did.json $(NB_DEPS_04_effects) | $(ENV_STAMP)
+$(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $(PANEL_TFP) $(STAMP)/did.json $(NB_DEPS_04_effects) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
 
-$(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) | $(ENV_STAMP)
+$(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
 # ---------------------------------------------------------------------------------------------
@@ -139,8 +144,24 @@ reports/index.html: $(HTML) src/analysis/report.py | $(ENV_STAMP)
 	python -m analysis.report index --config $(CONFIG) --pages $(PAGES)
 
 # ---------------------------------------------------------------------------------------------
-test: $(ENV_STAMP) ## run the test suite (not the slow Monte Carlo tests)
-	python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup --doctest-modules src/analysis tests
+test: $(ENV_STAMP) browser ## run the test suite (not the slow Monte Carlo tests)
+	CHROMIUM=$(CHROMIUM) python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup -rs --doctest-modules src/analysis tests
+
+# Debian's chromium for the browser test: installed with apt when missing and we are root. Otherwise one
+# line says what to run and the browser test is skipped with that reason; under CI (CI=true) it fails.
+browser: ## install Debian's chromium for the browser test if it is missing (as root, with apt)
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$(CHROMIUM)" = /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test (apt-get install chromium)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || true; \
+	fi; \
+	if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then how="install Chromium, then make test CHROMIUM=/path/to/chromium"; \
+	elif [ "$$(id -u)" = 0 ]; then how="apt-get update && apt-get install chromium"; else how="sudo apt-get install chromium"; fi; \
+	if [ "$${CI:-}" = true ]; then \
+	    echo "error: $(CHROMIUM) is missing and CI=true, so the browser test cannot be skipped; run: $$how" >&2; exit 1; \
+	fi; \
+	echo "browser test will be skipped: $(CHROMIUM) is missing; to run it: $$how"
 
 test-slow: $(ENV_STAMP) ## run only the slow Monte Carlo tests
 	python -m pytest -m slow tests

@@ -7,6 +7,8 @@ quantiles), computed independently of analysis.results.
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ from scipy import stats
 
 from analysis.config import CONFIG_DIR, ROOT, ParameterError, deep_merge, load_params, write_stamps
 from analysis.deps import module_closure, notebook_imports
-from analysis.io import atomic_write, read_table, write_text
+from analysis.io import atomic_write, file_hash, read_log, read_table, record_reads, write_parquet, write_text
 from analysis.results import EstimationResult, check_tidy, combine, export_table, tidy_frame, wide_table
 
 
@@ -71,6 +73,61 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
             tmp.write_text("new")
             raise ValueError
     assert target.read_text() == "old"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_ends_with_the_mode_of_open(tmp_path, umask):
+    """A file written atomically (text, parquet, and an overwrite of an existing file) has the mode a file
+    created by a plain open(..., "w") gets under the same umask (0644 under 022), not mkstemp's 0600."""
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "by_open.txt", "w") as fh:
+            fh.write("x")
+        expected = stat.S_IMODE(os.stat(tmp_path / "by_open.txt").st_mode)
+        written = [write_text("a", tmp_path / "a.html"), write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "b.parquet"),
+                   write_text("again", tmp_path / "a.html")]
+    finally:
+        os.umask(old)
+    assert expected == 0o666 & ~umask
+    for path in written:
+        assert stat.S_IMODE(os.stat(path).st_mode) == expected, (path.name, oct(os.stat(path).st_mode))
+
+
+def test_record_reads_logs_each_input_read_with_its_hash(tmp_path):
+    """record_reads logs the files read under the watched folder, whoever reads them (pandas' parquet
+    reader, which opens files in C++, csv, plain open), with the SHA-256 of what was read (compared with
+    file_hash); a file read twice unchanged is logged once, a changed file again; files written, files
+    outside the folder and files in an excluded folder are not logged."""
+    watched, cache, outside = tmp_path / "data", tmp_path / "data" / "cache", tmp_path / "elsewhere"
+    for d in (watched, cache, outside):
+        d.mkdir(parents=True, exist_ok=True)
+    write_parquet(pd.DataFrame({"a": [1, 2]}), watched / "panel.parquet")
+    (watched / "params.yaml").write_text("seed: 1\n")
+    pd.DataFrame({"b": [3]}).to_csv(watched / "t.csv", index=False)
+    (cache / "c.json").write_text("{}")
+    (outside / "o.txt").write_text("o")
+    log = tmp_path / "reads.jsonl"
+    record_reads(log, under=[watched], exclude=[cache])
+    try:
+        pd.read_parquet(watched / "panel.parquet")
+        pd.read_parquet(str(watched / "panel.parquet"))
+        pd.read_csv(watched / "t.csv")
+        first = (watched / "params.yaml").read_text()
+        (cache / "c.json").read_text()
+        (outside / "o.txt").read_text()
+        write_text("new.csv", watched / "new.csv")
+        (watched / "params.yaml").write_text("seed: 2\n")
+        second = (watched / "params.yaml").read_text()
+    finally:
+        record_reads(None, under=[])
+    got = [(os.path.relpath(r["path"], watched), r["sha256"]) for r in read_log(log)]
+    yaml_hashes = [h for p, h in got if p == "params.yaml"]
+    assert first != second and len(yaml_hashes) == 2
+    assert sorted({p for p, _ in got}) == ["panel.parquet", "params.yaml", "t.csv"]
+    assert [p for p, _ in got].count("panel.parquet") == 1
+    assert {p: h for p, h in got if p != "params.yaml"} == {
+        "panel.parquet": file_hash(watched / "panel.parquet", length=64), "t.csv": file_hash(watched / "t.csv", length=64)}
+    assert yaml_hashes[1] == file_hash(watched / "params.yaml", length=64)
 
 
 def test_read_table_errors_name_the_file(tmp_path):

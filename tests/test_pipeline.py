@@ -5,7 +5,13 @@
 - headless Chromium opens reports/index.html over HTTP, follows every link, and finds every page
   rendered with no broken image or link and no console error;
 - a misspelt parameter stops `make all` with a message naming it, and after the fix the next
-  `make all` re-runs only the failed step and what follows.
+  `make all` re-runs only the failed step and what follows;
+- every file under reports/ has the mode of a file made with open() (readable by a web server); the
+  index names each outcome family with its headline; each page's footer lists the files its notebook
+  read with their hashes, and a change to one family's parameter file changes only that family's
+  page (and the summary, which reads every family);
+- notebooks get only the parameters they declare (no papermill "unknown parameter" warnings);
+- without a browser, `make test` says what to run and skips the browser test, except under CI.
 
 The copy uses this interpreter's environment (VENV=sys.prefix) with a fresh environment stamp, so
 the test never reinstalls packages.
@@ -15,8 +21,12 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import json
+import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -29,7 +39,27 @@ from analysis.config import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("pipeline")]
 
-CHROMIUM = "/usr/bin/chromium"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+
+def browser_or_skip(env: dict | None = None) -> str:
+    """The browser of the browser test (``$CHROMIUM``, else Debian's); skip if missing, fail if missing under CI."""
+    env = dict(os.environ) if env is None else env
+    path = env.get("CHROMIUM") or DEFAULT_CHROMIUM
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return path
+    how = "apt-get install chromium" if os.geteuid() == 0 else "sudo apt-get install chromium"
+    message = f"{path} is missing; to run the browser test: {how} (`make test` does it when run as root)"
+    if env.get("CI") == "true":
+        pytest.fail(f"{message}. CI=true, so a missing browser is a failure", pytrace=False)
+    pytest.skip(message)
+
+
+def _run_notebook_tool():
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "tools" / "run_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _project_files() -> list[str]:
@@ -111,8 +141,7 @@ def _serve(folder: Path):
 @pytest.mark.browser
 def test_reports_render_in_chromium(project):
     """Every page reachable from index.html loads with HTTP 200, no console error, no broken image or anchor."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does it) to run the browser test")
+    chromium = browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     server = _serve(project / "reports")
@@ -120,7 +149,7 @@ def test_reports_render_in_chromium(project):
     problems: list[str] = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
             page = browser.new_page()
             page.on("console", lambda m: problems.append(f"console {m.type} on {page.url}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error on {page.url}: {e}"))
@@ -154,6 +183,146 @@ def test_reports_render_in_chromium(project):
     assert not problems, "\n".join(problems)
 
 
+# --- first contact: browser, file modes, parameters, index, provenance ------------------------------
+# (before the broken-parameter test: after its misspelt world key, the next `make all` rebuilds everything)
+def test_missing_browser_skips_the_browser_test_outside_ci_and_fails_under_ci(tmp_path):
+    """With $CHROMIUM pointing at no file the browser test is skipped with a reason that says what to run;
+    with CI=true the same is a failure. An existing executable is used as given."""
+    missing = str(tmp_path / "no-chromium")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        browser_or_skip({"CHROMIUM": missing})
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        browser_or_skip({"CHROMIUM": missing, "CI": "true"})
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert browser_or_skip({"CHROMIUM": str(fake), "CI": "true"}) == str(fake)
+
+
+def test_make_browser_says_what_to_run_and_fails_only_under_ci(project):
+    """`make browser` (a prerequisite of `make test`) with a browser that is missing and cannot be installed
+    (a path apt does not install) prints one line naming the command to run and succeeds, so the browser
+    test is skipped; with CI=true it fails."""
+    missing = "CHROMIUM=/nonexistent/chromium"
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    quiet = subprocess.run(["make", "-s", "browser", missing], cwd=project, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stdout.strip().splitlines()
+    assert len(lines) == 1 and "/nonexistent/chromium is missing" in lines[0] and "apt-get install chromium" in lines[0]
+    ci = subprocess.run(["make", "-s", "browser", missing], cwd=project, capture_output=True, text=True, env={**env, "CI": "true"}, timeout=60, check=False)
+    assert ci.returncode != 0 and "CI=true" in ci.stderr
+
+
+def test_published_files_have_the_mode_of_files_made_with_open(project, tmp_path):
+    """Every file under reports/ (pages, tables, figures, listings) has the mode that a file created with a
+    plain open(..., "w") gets under this process's umask, which `make` inherited (0644 under umask 022)."""
+    with open(tmp_path / "by_open.txt", "w") as fh:
+        fh.write("x")
+    expected = stat.S_IMODE(os.stat(tmp_path / "by_open.txt").st_mode)
+    files = [p for p in (project / "reports").rglob("*") if p.is_file()]
+    assert len(files) > 20
+    wrong = {str(p.relative_to(project)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files if stat.S_IMODE(p.stat().st_mode) != expected}
+    assert not wrong, f"expected {oct(expected)}: {wrong}"
+
+
+def test_notebooks_get_only_the_parameters_they_declare(project):
+    """No papermill log warns of an unknown parameter; each notebook got exactly what its parameters cell
+    declares (config, and family for the effects notebook). Naming an undeclared parameter is an error."""
+    tool = _run_notebook_tool()
+    logs = sorted((project / "build" / "small").glob("*.log"))
+    assert len(logs) >= 7
+    for log in logs:
+        text = log.read_text(encoding="utf-8")
+        assert "unknown parameter" not in text.lower(), log.name
+        family = log.stem.removeprefix("effects_")
+        expected = f"{{config: small, family: {family}}}" if log.stem.startswith("effects_") else "{config: small}"
+        assert f": {expected}" in text, (log.name, text[:300])
+    assert tool.declared_parameters(ROOT / "notebooks" / "04_effects.ipynb") == ["config", "family"]
+    with pytest.raises(ValueError, match="'famly'"):
+        tool.select_parameters(["config", "family"], {}, {"famly": "innovation"})
+
+
+def _cards(index: str) -> dict[str, str]:
+    return {m.group(1): m.group(0) for m in re.finditer(r'<div class="card [^"]*"><h2><a href="([^"]+)\.html">.*?</div>', index)}
+
+
+def test_index_names_every_family_with_its_headline(project):
+    """Each effects card is titled by its family ("Effects on innovation") and shows the main outcome's
+    Callaway-Sant'Anna estimate, 95 % CI and, on the synthetic world, the truth, as saved by the effects
+    notebook (results/effects_<family>/simple.parquet, the numbers of the page's headline table)."""
+    import pandas as pd
+    import yaml
+
+    cards = _cards((project / "reports" / "index.html").read_text(encoding="utf-8"))
+    families = sorted(p.stem.removeprefix("effects_") for p in (project / "config").glob("effects_*.yaml"))
+    titles = set()
+    for family in families:
+        card = cards[f"effects_{family}"]
+        title = re.search(r"<h2><a [^>]*>(.*?)</a>", card).group(1)
+        titles.add(title)
+        assert title == f"Effects on {family}"
+        spec = yaml.safe_load((project / "config" / f"effects_{family}.yaml").read_text())
+        simple = pd.read_parquet(project / "data" / "processed" / "small" / "results" / f"effects_{family}" / "simple.parquet")
+        r = simple[(simple["outcome"] == spec["main"]) & (simple["estimator"] == "cs_dr")].iloc[0]
+        expected = f"{r['estimate']:.3f} (95 % CI {r['conf_low']:.3f} to {r['conf_high']:.3f})"
+        assert expected in card and f"true effect {r['truth']:.3f}" in card, (family, expected, card)
+    assert len(titles) == len(families) >= 3
+
+
+_FOOTER = re.compile(r'<footer class="provenance">.*?</footer>', re.S)
+_INPUT = re.compile(r"<code>([^<]+)</code> \(sha256 <code>([0-9a-f]{12})</code>\)")
+
+
+def _footer_inputs(page: Path) -> dict[str, str]:
+    return dict(_INPUT.findall(_FOOTER.search(page.read_text(encoding="utf-8")).group(0)))
+
+
+def test_footers_list_the_files_each_notebook_read(project):
+    """Each page's footer lists the parameter and data files its notebook read, each with the hash of the
+    file as it is (file_hash); an effects page lists its own family's file and the panel with TFP, not
+    another family's file; the descriptives page reads the panel and no family file."""
+    from analysis.io import file_hash
+
+    reports = project / "reports"
+    families = sorted(p.stem.removeprefix("effects_") for p in (project / "config").glob("effects_*.yaml"))
+    pages = {p.stem: _footer_inputs(p) for p in reports.glob("*.html") if p.name != "index.html"}
+    for name, inputs in pages.items():
+        assert {"config/default.yaml", "config/small.yaml"} <= set(inputs), name
+        for path, digest in inputs.items():
+            assert file_hash(project / path) == digest, (name, path)
+    for family in families:
+        inputs = set(pages[f"effects_{family}"])
+        assert {f"config/effects_{family}.yaml", "data/processed/small/panel_tfp.parquet"} <= inputs
+        assert not any(f"effects_{other}" in p for other in families if other != family for p in inputs)
+    assert "data/processed/small/panel.parquet" in pages["02_descriptives"]
+    assert not any("effects_" in p for p in pages["02_descriptives"])
+    assert {f"config/effects_{f}.yaml" for f in families} <= set(pages["summary"])
+
+
+def test_changing_one_family_file_changes_only_its_footers(project):
+    """After a change to config/effects_innovation.yaml (a comment: same results) and `make all`, the
+    innovation page's footer differs from before only in that file's hash, the summary's (which reads every
+    family) only in files of the innovation family, and every other page's footer is unchanged."""
+    reports = project / "reports"
+    before = {p.stem: (_FOOTER.search(p.read_text(encoding="utf-8")).group(0), _footer_inputs(p)) for p in reports.glob("*.html") if p.name != "index.html"}
+    spec = project / "config" / "effects_innovation.yaml"
+    spec.write_text(spec.read_text() + "# edited by test_changing_one_family_file_changes_only_its_footers\n")
+    _make(project, "all")
+    for page in reports.glob("*.html"):
+        if page.name == "index.html":
+            continue
+        footer, inputs = _FOOTER.search(page.read_text(encoding="utf-8")).group(0), _footer_inputs(page)
+        old_footer, old_inputs = before[page.stem]
+        changed = {p for p in set(inputs) | set(old_inputs) if inputs.get(p) != old_inputs.get(p)}
+        if page.stem == "effects_innovation":
+            assert changed == {"config/effects_innovation.yaml"}
+        elif page.stem == "summary":
+            assert "config/effects_innovation.yaml" in changed
+            assert all("effects_innovation" in p for p in changed), changed
+        else:
+            assert footer == old_footer, page.name
+
+
 def test_broken_parameter_stops_make_and_the_fix_reruns_only_what_follows(project):
     """A misspelt column in the descriptives parameters fails 02 with a clear message; after the fix only
     02 (and the pages after it) re-run, the panel and 01 are untouched. A misspelt world key fails first."""
@@ -180,3 +349,4 @@ def test_broken_parameter_stops_make_and_the_fix_reruns_only_what_follows(projec
     typo = _make(project, "all", check=False)
     assert typo.returncode != 0 and "unknown parameter 'world.n_firm'" in typo.stderr
     config.write_text(good)
+

@@ -7,3 +7,11 @@ world), ``schema`` (the panel's data contract), ``panel`` (treatment timing, sam
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+if _os.environ.get("ANALYSIS_READ_LOG"):  # set by tools/run_notebook.py: log the inputs a report reads
+    from analysis import config as _config
+    from analysis import io as _io
+
+    _io.record_reads(_os.environ["ANALYSIS_READ_LOG"], under=[_config.CONFIG_DIR, _config.DATA], exclude=[_config.INTERIM / "cache"])

@@ -2,8 +2,14 @@
 
 Every file the pipeline writes goes through :func:`atomic_write`: the content is written to a
 temporary file in the same folder and renamed into place only when complete, so a failed step
-never leaves a half-written file that ``make`` would take as up to date. Raw input files are
-only ever opened for reading.
+never leaves a half-written file that ``make`` would take as up to date, and the file ends with
+the mode a plain ``open(path, "w")`` gives under the user's umask (0644 under umask 022), so a
+published ``reports/`` folder is readable by a web server. Raw input files are only ever opened
+for reading.
+
+:func:`record_reads` logs every file a process reads under given folders, with its hash at the
+time it was read; the notebook runner (``tools/run_notebook.py``) turns that log into each
+report's provenance.
 
 Examples
 --------
@@ -18,15 +24,19 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import json
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_write", "write_parquet", "write_text", "read_table", "file_hash", "progress_options"]
+__all__ = ["atomic_write", "write_parquet", "write_text", "read_table", "file_hash", "progress_options", "current_umask", "record_reads", "read_log"]
 
 READERS = {
     ".parquet": pd.read_parquet,
@@ -45,6 +55,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
 
     The temporary file keeps ``path``'s suffix so that writers choosing a format by suffix
     behave. On any exception the temporary file is removed and ``path`` is left untouched.
+    ``tempfile.mkstemp`` creates the temporary file with mode 0600; before the rename it gets
+    the mode a new file made by ``open(path, "w")`` would have (``0o666`` less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,10 +65,34 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it where the OS allows.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting and restoring it
+    (``os.umask`` has no read-only form).
+
+    Examples
+    --------
+    >>> 0 <= current_umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
@@ -110,3 +146,117 @@ def progress_options(progress: bool | None) -> dict:
     bypass the environment.
     """
     return {} if progress is None or progress else {"disable": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# which files a process read: the inputs of a report's provenance
+
+_LOG: dict = {"path": None, "under": (), "exclude": (), "seen": set(), "hashes": {}}
+_BUSY = threading.local()
+
+
+def _opened_for_reading(mode, flags) -> bool:
+    if isinstance(mode, str):
+        return not any(c in mode for c in "wax+")
+    if isinstance(flags, int):
+        return flags & (os.O_WRONLY | os.O_RDWR) == 0
+    return True
+
+
+def _note_read(source) -> None:
+    """Log ``source`` if it is a file under the watched folders (never raises)."""
+    if _LOG["path"] is None or getattr(_BUSY, "on", False) or not isinstance(source, (str, bytes, os.PathLike)):
+        return
+    _BUSY.on = True
+    try:
+        name = os.path.abspath(os.fsdecode(source))
+        if name == _LOG["path"] or not any(name.startswith(u) for u in _LOG["under"]) or any(name.startswith(x) for x in _LOG["exclude"]):
+            return
+        st = os.stat(name)
+        if not os.path.isfile(name):
+            return
+        key = (name, st.st_mtime_ns, st.st_size)
+        digest = _LOG["hashes"].get(key) or _LOG["hashes"].setdefault(key, file_hash(name, length=64))
+        if (name, digest) in _LOG["seen"]:
+            return
+        _LOG["seen"].add((name, digest))
+        with open(_LOG["path"], "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"path": name, "sha256": digest}) + "\n")
+    except Exception:  # provenance must never break the computation it records
+        pass
+    finally:
+        _BUSY.on = False
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _LOG["path"] is not None and _opened_for_reading(args[1], args[2]):
+        _note_read(args[0])
+
+
+def _logging_reads(func):
+    @functools.wraps(func)
+    def wrapper(source, *args, **kwargs):
+        _note_read(source)
+        return func(source, *args, **kwargs)
+
+    wrapper._records_reads = True
+    return wrapper
+
+
+def record_reads(log: str | Path | None, *, under: Sequence[str | Path], exclude: Sequence[str | Path] = ()) -> None:
+    """From now on, append each file this process reads under ``under`` to ``log``, with its hash.
+
+    Reads are caught where they happen, whoever makes them: an audit hook (:pep:`578`) sees every
+    file Python opens (YAML, CSV, JSON, Stata, Excel...), and parquet files, which pyarrow opens
+    in C++, are caught at ``pyarrow.parquet.read_table`` (what ``pandas.read_parquet`` calls).
+    Each line of ``log`` is JSON with the file's absolute ``path`` and the SHA-256 of its content
+    when it was read; a file read again unchanged is logged once. Files opened for writing are
+    not logged. Recording lasts for the life of the process (audit hooks cannot be removed);
+    calling again switches to a new log.
+
+    Parameters
+    ----------
+    log
+        The JSON-lines file to append to (created if missing); ``None`` stops recording.
+    under
+        Folders whose files count as inputs (e.g. ``config/`` and ``data/``).
+    exclude
+        Folders inside those that do not (e.g. a cache).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "params.yaml").write_text("seed: 1")
+    >>> record_reads(d / "reads.jsonl", under=[d])
+    >>> _ = (d / "params.yaml").read_text()
+    >>> [(pathlib.Path(r["path"]).name, r["sha256"][:8]) for r in read_log(d / "reads.jsonl")]
+    [('params.yaml', 'e8b0d9f7')]
+    >>> record_reads(None, under=[])  # stop recording
+    """
+    if log is None:
+        _LOG.update(path=None, under=(), exclude=())
+        return
+    _LOG.update(
+        path=os.path.abspath(log),
+        under=tuple(os.path.abspath(u) + os.sep for u in under),
+        exclude=tuple(os.path.abspath(x) + os.sep for x in exclude),
+        seen=set(),
+    )
+    if not _LOG.get("hooked"):
+        sys.addaudithook(_audit)
+        _LOG["hooked"] = True
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return
+    if not getattr(pq.read_table, "_records_reads", False):
+        pq.read_table = _logging_reads(pq.read_table)
+
+
+def read_log(log: str | Path) -> list[dict]:
+    """The entries :func:`record_reads` wrote to ``log`` (empty if it does not exist)."""
+    path = Path(log)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -2,10 +2,13 @@
 
 ``python -m analysis.report page build/default/01_data.ipynb reports/01_data.html`` renders an
 executed notebook with the project's nbconvert template (code folded, table of contents, no
-network resources) and a provenance footer: git commit and dirty flag, parameter set and its
-hash, hash of the data file, main package versions, run date and runtime.
+network resources) and a provenance footer: git commit and dirty flag, parameter set, every
+parameter and data file the notebook read with its SHA-256 (recorded while it ran, see
+``tools/run_notebook.py``), main package versions, run date and runtime.
 ``python -m analysis.report index --pages 01_data 02_descriptives`` writes ``reports/index.html``
-with a card per report (title, summary, status, runtime).
+with a card per report (title, summary, status, runtime); an effects report's card names its
+outcome family and gives its headline: the main estimate with its 95 % CI and, on the synthetic
+world, the truth.
 
 Examples
 --------
@@ -29,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis.config import BUILD, CONFIG_DIR, REPORTS, ROOT
-from analysis.io import file_hash, write_text
+from analysis.io import write_text
 
-__all__ = ["provenance", "git_state", "notebook_info", "render_page", "render_index", "main"]
+__all__ = ["provenance", "git_state", "notebook_info", "notebook_inputs", "family_headline", "render_page", "render_index", "main"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "linearmodels", "pyfixest", "moderndid", "matplotlib", "seaborn", "papermill", "nbconvert")
@@ -60,16 +63,17 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
         return {"commit": "unknown (not a git checkout)", "dirty": None}
 
 
-def provenance(config: str, *, data_file: Path | None = None) -> dict[str, Any]:
-    """What a reader needs to reproduce a page: code, parameters, data, packages."""
-    from analysis.panel import panel_path
+def provenance(config: str) -> dict[str, Any]:
+    """What a reader needs to reproduce the site: code, parameter set, packages.
 
+    ``config_hash`` hashes ``config/default.yaml`` and the set's file; the files each page read
+    are in its notebook's metadata (:func:`notebook_inputs`).
+    """
     params_files = [CONFIG_DIR / "default.yaml", CONFIG_DIR / f"{config}.yaml"]
     digest = hashlib.sha256()
     for f in dict.fromkeys(params_files):
         if f.is_file():
             digest.update(f.read_bytes())
-    data_file = data_file or panel_path(config)
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -80,8 +84,6 @@ def provenance(config: str, *, data_file: Path | None = None) -> dict[str, Any]:
         **git_state(),
         "config": config,
         "config_hash": digest.hexdigest()[:12],
-        "data_file": str(data_file.relative_to(ROOT)) if data_file.is_relative_to(ROOT) else str(data_file),
-        "data_hash": file_hash(data_file) if data_file.is_file() else "missing",
         "python": sys.version.split()[0],
         "packages": versions,
     }
@@ -115,15 +117,42 @@ def notebook_info(nb: dict) -> dict[str, Any]:
     }
 
 
-def _footer(info: dict[str, Any], nbinfo: dict[str, Any]) -> str:
+def notebook_inputs(nb: dict) -> list[dict[str, str]] | None:
+    """The files an executed notebook read, as ``[{"path", "sha256"}]``; ``None`` if not recorded.
+
+    ``tools/run_notebook.py`` (the Makefile's runner) stores them in ``metadata.analysis.inputs``;
+    a notebook executed some other way has no record.
+
+    Examples
+    --------
+    >>> notebook_inputs({"metadata": {"analysis": {"inputs": [{"path": "config/small.yaml", "sha256": "ab"}]}}})
+    [{'path': 'config/small.yaml', 'sha256': 'ab'}]
+    >>> notebook_inputs({"metadata": {}}) is None
+    True
+    """
+    inputs = nb.get("metadata", {}).get("analysis", {}).get("inputs")
+    return None if inputs is None else [{"path": str(r["path"]), "sha256": str(r["sha256"])} for r in inputs]
+
+
+def _input_list(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "none"
+    return "<br>".join(f"<code>{html.escape(r['path'])}</code> (sha256 <code>{html.escape(r['sha256'][:12])}</code>)" for r in rows)
+
+
+def _footer(info: dict[str, Any], nbinfo: dict[str, Any], inputs: list[dict[str, str]] | None) -> str:
     dirty = {True: " (uncommitted changes)", False: "", None: ""}[info["dirty"]]
     runtime = f"{nbinfo['duration']:.0f} s" if nbinfo.get("duration") else "n/a"
     ran = (nbinfo.get("end_time") or "")[:19].replace("T", " ") or dt.datetime.now().isoformat(timespec="seconds")
     packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
-    rows = [
-        ("code", f"git commit {html.escape(info['commit'])}{dirty}"),
-        ("parameters", f"config/{html.escape(info['config'])}.yaml over config/default.yaml (sha256 {info['config_hash']})"),
-        ("data", f"{html.escape(info['data_file'])} (sha256 {info['data_hash']})"),
+    rows = [("code", f"git commit {html.escape(info['commit'])}{dirty}"),
+            ("parameter set", f"<code>{html.escape(info['config'])}</code>")]
+    if inputs is None:
+        rows.append(("inputs", "not recorded: the notebook was not executed by <code>make</code> (tools/run_notebook.py)"))
+    else:
+        rows.append(("parameters read", _input_list([r for r in inputs if r["path"].startswith("config/")])))
+        rows.append(("data read", _input_list([r for r in inputs if not r["path"].startswith("config/")])))
+    rows += [
         ("run", f"{ran} UTC, {runtime}"),
         ("software", f"Python {info['python']}; {html.escape(packages)}"),
     ]
@@ -150,17 +179,70 @@ def render_page(notebook: Path, target: Path, *, config: str) -> Path:
     nb = nbformat.read(notebook, as_version=4)
     info = provenance(config)
     nbinfo = notebook_info(nb)
+    inputs = notebook_inputs(nb)
     exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES)])
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    resources = {"report": {"css": CSS, "footer": _footer(info, nbinfo)}, "metadata": {"name": nbinfo["title"]}}
+    resources = {"report": {"css": CSS, "footer": _footer(info, nbinfo, inputs)}, "metadata": {"name": nbinfo["title"]}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     body = body.replace("<!--REPORT-TOC-->", _toc(body), 1)
     return write_text(body, target)
 
 
+def family_headline(config: str, family: str, *, estimator: str = "cs_dr") -> dict[str, Any] | None:
+    """The headline of an outcome family's report, from its saved results: main outcome, estimate, 95 % CI, truth.
+
+    Reads ``config/effects_<family>.yaml`` (title, question, main outcome) and the overall ATTs the
+    effects notebook saved (``analysis.effects.save_family``), the same numbers as the report's
+    headline table. ``truth`` is NaN on real data. Returns ``None`` if the family has no saved
+    results yet.
+
+    Examples
+    --------
+    >>> family_headline("small", "no_such_family") is None
+    True
+    """
+    from analysis.config import ParameterError
+    from analysis.effects import ESTIMATOR_LABELS, load_family, load_saved
+
+    try:
+        spec = load_family(family)
+        simple = load_saved(config, family).get("simple")
+    except (FileNotFoundError, ParameterError):
+        return None
+    if simple is None:
+        return None
+    row = simple[(simple["outcome"] == spec["main"]) & (simple["estimator"] == estimator)]
+    if row.empty:
+        return None
+    r = row.iloc[0]
+    labels = {o["column"]: o["label"] for o in spec["outcomes"]}
+    return {
+        "title": f"Effects on {str(spec.get('title') or family).lower()}",
+        "question": spec.get("question", ""),
+        "outcome": labels.get(spec["main"], spec["main"]),
+        "estimator": ESTIMATOR_LABELS.get(estimator, estimator),
+        "estimate": float(r["estimate"]),
+        "conf_low": float(r["conf_low"]),
+        "conf_high": float(r["conf_high"]),
+        "truth": float(r["truth"]) if "truth" in r and r["truth"] is not None else float("nan"),
+    }
+
+
+def _headline_html(h: dict[str, Any]) -> str:
+    text = (f"<strong>{html.escape(h['outcome'])}</strong>: {h['estimate']:.3f} "
+            f"(95 % CI {h['conf_low']:.3f} to {h['conf_high']:.3f}), {html.escape(h['estimator'])}")
+    if h["truth"] == h["truth"]:  # not NaN: the synthetic world's truth is known
+        text += f"; true effect {h['truth']:.3f}"
+    return f'<p class="headline">{text}.</p>'
+
+
 def render_index(pages: list[str], *, config: str, build: Path | None = None, reports: Path = REPORTS) -> Path:
-    """Write ``reports/index.html``: a card per page with title, summary, status and runtime."""
+    """Write ``reports/index.html``: a card per page with title, summary, status and runtime.
+
+    The card of an effects report (``effects_<family>``) is titled by its family ("Effects on
+    innovation"), asks the family's question and gives its headline (:func:`family_headline`).
+    """
     build = build or BUILD / config
     info = provenance(config)
     cards = []
@@ -173,10 +255,17 @@ def render_index(pages: list[str], *, config: str, build: Path | None = None, re
         else:
             nbinfo, status = {"title": name, "summary": "", "duration": None}, "not run"
         runtime = f"{nbinfo['duration']:.0f} s" if nbinfo.get("duration") else ""
+        title, summary, headline = nbinfo["title"], html.escape(nbinfo["summary"]), ""
+        if name.startswith("effects_"):
+            family = name.removeprefix("effects_")
+            h = family_headline(config, family) if status == "ok" else None
+            title = h["title"] if h else f"Effects on {family}"
+            if h:
+                summary, headline = html.escape(h["question"]), _headline_html(h)
         page = reports / f"{name}.html"
-        link = f'<a href="{name}.html">{html.escape(nbinfo["title"])}</a>' if page.is_file() and status == "ok" else html.escape(nbinfo["title"])
+        link = f'<a href="{name}.html">{html.escape(title)}</a>' if page.is_file() and status == "ok" else html.escape(title)
         cards.append(
-            f'<div class="card {status.replace(" ", "-")}"><h2>{link}</h2><p>{html.escape(nbinfo["summary"])}</p>'
+            f'<div class="card {status.replace(" ", "-")}"><h2>{link}</h2><p>{summary}</p>{headline}'
             f'<p class="meta"><span class="status">{status}</span> {runtime} &middot; <code>{name}</code></p></div>'
         )
     dirty = " (uncommitted changes)" if info["dirty"] else ""
@@ -188,6 +277,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 24px auto;
 .cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 14px; }}
 .card {{ border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; }}
 .card h2 {{ font-size: 1.05em; margin: 4px 0; }}
+.card .headline {{ background: #f4f8fb; border-radius: 4px; padding: 4px 8px; }}
 .card.failed {{ border-color: #c0392b; }}
 .meta {{ font-size: 0.85em; color: #666; }}
 .status {{ font-weight: bold; }}
@@ -200,7 +290,8 @@ footer {{ margin-top: 28px; font-size: 0.8em; color: #555; border-top: 1px solid
 <a href="tables/">tables/</a> (CSV, LaTeX) and figures in <a href="figures/">figures/</a> (PNG).</p>
 <div class="cards">{''.join(cards)}</div>
 <footer>Built {dt.datetime.now(dt.UTC).isoformat(timespec="seconds")} from git commit {html.escape(info['commit'])}{dirty};
-data {html.escape(info['data_file'])} (sha256 {info['data_hash']}); parameters sha256 {info['config_hash']}.</footer>
+parameter set <code>{html.escape(config)}</code> (config/default.yaml and config/{html.escape(config)}.yaml, sha256 {info['config_hash']}).
+Each report's footer lists the parameter and data files it read, with their hashes.</footer>
 </body></html>
 """
     for sub in ("tables", "figures"):
