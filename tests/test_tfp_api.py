@@ -156,8 +156,9 @@ def test_fe_matches_linearmodels(dgp2):
 def test_fe_bootstrap_path_matches_pyfixest(dgp2):
     """Inside the bootstrap FE is computed with NumPy (alternating projections); on the full
     sample it equals pyfixest's estimate."""
-    from analysis.tfp import _build_panel
-    from analysis.tfp_estimators import Options, fit_linear
+    from analysis.tfp.estimate import _build_panel
+    from analysis.tfp.core import Options
+    from analysis.tfp.linear import fit_linear
 
     panel, _ = _build_panel(dgp2, output="y", free=["l"], state=["k"], proxy=None, share=None, markov=[],
                             exit_col=None, unit="firm", time="year")
@@ -184,7 +185,7 @@ def test_root_selection_rule_tiers():
     the lowest criterion."""
     import pandas as pd
 
-    from analysis.tfp_estimators import select_root
+    from analysis.tfp.roots import select_root
 
     cols = ["l", "k", "criterion", "persistence", "admissible", "is_root", "near_root", "overid_j"]
     table = pd.DataFrame(

@@ -53,8 +53,9 @@ def test_second_stage_solves_moments_that_published_point_does_not(gnr_fit, gnr_
     delta to 1e-3, so both codes compute the same objective; (2) our alpha is an exact root
     (criterion < 1e-10) where theirs is not, and it is the root a search from their point
     reaches."""
-    from analysis.tfp_estimators import Options, fit_gnr
-    from analysis.tfp import _build_panel
+    from analysis.tfp.core import Options
+    from analysis.tfp.gnr import fit_gnr
+    from analysis.tfp.estimate import _build_panel
 
     panel, _ = _build_panel(gnr_data, output="yg", free=[], state=["k"], proxy="i", share="si", markov=[],
                             exit_col=None, unit="id", time="time")

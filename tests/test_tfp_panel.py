@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.tfp_panel import (
+from analysis.tfp.arrays import (
     PanelData,
     lag_index,
     ols_absorb,

@@ -1,4 +1,4 @@
-"""Panel building blocks for production-function estimation (used by :mod:`analysis.tfp`).
+"""Array building blocks of the production-function fitters (the cleaned panel and its lags).
 
 Everything here is vectorised: no loop over firms. The pieces are
 
@@ -24,8 +24,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations_with_replacement
 
@@ -43,26 +42,7 @@ __all__ = [
     "group_demean",
     "PanelData",
     "resample_units",
-    "single_blas_thread",
 ]
-
-
-@contextmanager
-def single_blas_thread() -> Iterator[None]:
-    """Run the enclosed code with one BLAS thread (via ``threadpoolctl`` when installed).
-
-    The second stages call BLAS on tall, thin arrays (dot products, matrix-vector products)
-    hundreds of times; OpenBLAS threads gain nothing there and, on a busy machine, spin-wait:
-    a 200,000-row ACF search took 28 s with OpenBLAS' default threads on 2 loaded cores and
-    1.9 s with one thread. Without ``threadpoolctl`` this is a no-op.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional dependency
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 # --------------------------------------------------------------------------------------

@@ -1,35 +1,9 @@
-"""Production functions and firm TFP: OLS, FE, Olley-Pakes, Levinsohn-Petrin, ACF, Wooldridge, GNR.
+"""The door of :mod:`analysis.tfp`: :func:`estimate_production` and its result.
 
-One entry point, :func:`estimate_production`, returns a :class:`ProductionResult` (an
-:class:`~analysis.results.EstimationResult`): ``.tidy()`` has one row per input (``term`` = the
-input's column, ``outcome`` = the output column, ``estimator`` = the method), ``.tfp`` is log
-TFP aligned to the rows of ``data``, ``.roots`` lists every distinct second-stage solution (ACF,
-OP, LP), ``.elasticities`` the output elasticities per row, ``.returns_to_scale`` their sum.
-
-Conventions
------------
-- Value added methods (ols, fe, op, lp, acf, wrdg) are Cobb-Douglas in logs; ``gnr`` is the
-  nonparametric gross-output estimator (its coefficients are mean elasticities).
-- Lags respect gaps: the lag of year t is year t-1 of the same firm or missing
-  (:func:`analysis.tfp_panel.lag_index`); a firm-year whose previous year is absent enters the
-  first stage (and gets a TFP) but not the second stage's moments.
-- Log TFP is ``output - sum_j b_j input_j`` (intercept and, for ``fe``, the firm effect kept);
-  ``exclude_noise=True`` also removes the first-stage noise ``eps`` (proxy methods), i.e. it
-  returns ``omega``. ``.first_stage_noise`` holds ``eps``.
-- ``time_effects=True``: year dummies in the first stage and year shifters in the law of motion
-  ``omega_t = g(omega_{t-1}) + delta_t + xi_t`` (year FE for ols/fe), so a common TFP trend is
-  not attributed to the inputs.
-- ``group_effects="industry_code"``: industry (x year) effects in the first stage and in the law
-  of motion, with coefficients common to all industries. Proxy methods need it when the
-  materials intensity differs by industry (the proxy inversion then differs by industry).
-- ``markov_controls=[...]``: variables at t-1 that shift the law of motion, linearly and
-  interacted with ``omega_{t-1}`` (De Loecker 2013, "Detecting learning by exporting", uses
-  export status this way; here: certification status). They also enter the first stage.
-- ``exit`` (op, lp): Olley-Pakes selection correction, a survival probit on a polynomial in
-  (state, proxy) at t-1 whose prediction enters ``g``.
-- Standard errors: firm-clustered analytic (ols, fe: pyfixest CRV1; wrdg: GMM sandwich), or a
-  firm bootstrap (every stage re-run on firms drawn with replacement; default for op, lp,
-  acf, gnr). The ACF/OP/LP roots of each draw are found from the point estimate.
+It checks the options once (:func:`analysis.tfp.core.resolve_options`) and the data (columns,
+one row per firm-year, whole years), builds the cleaned arrays (:class:`~analysis.tfp.arrays.PanelData`)
+per group, calls the method's fitter (:data:`FITTERS`), runs the firm bootstrap when asked, and
+assembles a :class:`ProductionResult` from what the fitters return, metadata included.
 
 Examples
 --------
@@ -59,29 +33,26 @@ import pandas as pd
 
 from analysis.io import progress_options
 from analysis.results import EstimationResult, tidy_frame
-from analysis.tfp_estimators import FITTERS, CoreFit, MultipleRootsWarning, Options
-from analysis.tfp_panel import PanelData, lag_index, panel_lag, resample_units
+from analysis.tfp.acf import fit_acf
+from analysis.tfp.arrays import PanelData, resample_units
+from analysis.tfp.core import METHODS, CoreFit, Method, MultipleRootsWarning, OPLPObjective, Options, RootRule, StandardErrors, resolve_options
+from analysis.tfp.gnr import fit_gnr
+from analysis.tfp.linear import fit_linear
+from analysis.tfp.oplp import fit_oplp
+from analysis.tfp.wooldridge import fit_wrdg
 
-__all__ = [
-    "estimate_production",
-    "ProductionResult",
-    "MultipleRootsWarning",
-    "panel_lag",
-    "lag_index",
-    "METHODS",
-]
+__all__ = ["estimate_production", "ProductionResult", "FITTERS"]
 
-METHODS: dict[str, str] = {
-    "ols": "OLS",
-    "fe": "Firm fixed effects",
-    "op": "Olley-Pakes (1996)",
-    "lp": "Levinsohn-Petrin (2003)",
-    "acf": "Ackerberg-Caves-Frazer (2015)",
-    "wrdg": "Wooldridge (2009) GMM",
-    "gnr": "Gandhi-Navarro-Rivers (2020)",
+#: the fitter of each method (one module per method family)
+FITTERS = {
+    "ols": fit_linear,
+    "fe": fit_linear,
+    "op": fit_oplp,
+    "lp": fit_oplp,
+    "acf": fit_acf,
+    "wrdg": fit_wrdg,
+    "gnr": fit_gnr,
 }
-_ANALYTIC = {"ols", "fe", "wrdg"}
-_PROXY = {"op", "lp", "acf", "wrdg", "gnr"}
 
 
 @dataclass(repr=False)
@@ -240,7 +211,7 @@ def estimate_production(
     *,
     unit: str = "firm_id",
     time: str = "year",
-    method: str = "acf",
+    method: Method = "acf",
     by: str | None = None,
     share: str | None = None,
     time_effects: bool = False,
@@ -250,15 +221,15 @@ def estimate_production(
     poly_degree: int = 3,
     markov_degree: int = 3,
     exclude_noise: bool = False,
-    se: str | None = None,
+    se: StandardErrors | None = None,
     n_boot: int = 100,
     seed: int = 0,
     alpha: float = 0.05,
-    root_rule: str = "persistence",
+    root_rule: RootRule = "persistence",
     admissible: tuple[float, float] = (0.0, 1.5),
     starts: Any = None,
     search_rows: int = 200_000,
-    oplp_objective: str = "nls",
+    oplp_objective: OPLPObjective = "nls",
     progress: bool | None = None,
 ) -> ProductionResult:
     """Estimate a production function and firm log TFP.
@@ -313,7 +284,7 @@ def estimate_production(
         1 - confidence level of the intervals.
     root_rule, admissible, starts, search_rows
         ACF/OP/LP root search: selection rule (``"persistence"`` or ``"criterion"``, see
-        :func:`analysis.tfp_estimators.select_root`), the admissible box for every
+        :func:`analysis.tfp.roots.select_root`), the admissible box for every
         coefficient, starting values (array with one column per coefficient, or a number of
         Sobol points) and the second-stage size above which the search runs on a firm
         subsample before polishing on all rows.
@@ -343,33 +314,13 @@ def estimate_production(
     ...
     ValueError: (firm_id, year) pairs are not unique: rows [0, 1] repeat a firm-year
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     free_l, state_l, markov_l = _as_list(free), _as_list(state), _as_list(markov_controls)
-    if not free_l and method != "gnr":
-        raise ValueError("give at least one free input (free=)")
-    if not state_l:
-        raise ValueError("give at least one state input (state=)")
-    if method in _PROXY and proxy is None:
-        raise ValueError(f"method={method!r} needs a proxy variable (proxy=)")
-    if method == "gnr" and share is None:
-        raise ValueError("method='gnr' needs share= (log nominal share of the flexible input in output)")
-    if exit not in (None, False) and method not in ("op", "lp"):
-        raise ValueError("exit= (selection correction) is available for method='op' or 'lp'")
-    if root_rule not in ("persistence", "criterion"):
-        raise ValueError(f"root_rule must be 'persistence' or 'criterion', got {root_rule!r}")
-    if oplp_objective not in ("nls", "gmm"):
-        raise ValueError(f"oplp_objective must be 'nls' or 'gmm', got {oplp_objective!r}")
-    if se is None:
-        se = "analytic" if method in _ANALYTIC else "bootstrap"
-    if se not in ("analytic", "bootstrap", "none"):
-        raise ValueError(f"se must be 'analytic', 'bootstrap' or 'none', got {se!r}")
-    if se == "analytic" and method not in _ANALYTIC:
-        raise ValueError(f"no analytic standard errors for method={method!r}; use se='bootstrap'")
-    if se == "bootstrap" and n_boot < 2:
-        raise ValueError("se='bootstrap' needs n_boot >= 2")
-    if exclude_noise and method in ("ols", "fe", "wrdg"):
-        raise ValueError(f"exclude_noise needs a first stage; method={method!r} has none")
+    opt, se = resolve_options(
+        method=method, free=free_l, state=state_l, proxy=proxy, share=share, exit=exit, se=se, n_boot=n_boot,
+        exclude_noise=exclude_noise, time_effects=time_effects, group_effects=group_effects, poly_degree=poly_degree,
+        markov_degree=markov_degree, root_rule=root_rule, admissible=admissible, starts=starts, search_rows=search_rows,
+        seed=seed, oplp_objective=oplp_objective,
+    )
     exit_is_col = isinstance(exit, str)
     _check_columns(
         data,
@@ -379,13 +330,6 @@ def estimate_production(
             "group_effects": _as_list(group_effects),
             "exit": [exit] if exit_is_col else [],
         },
-    )
-    opt = Options(
-        method=method, free_names=free_l, state_names=state_l, proxy_name=proxy, poly_degree=int(poly_degree),
-        markov_degree=int(markov_degree), time_effects=bool(time_effects), group_effects=group_effects is not None,
-        selection=exit not in (None, False),
-        root_rule=root_rule, admissible=tuple(admissible), starts=starts, search_rows=int(search_rows), seed=int(seed),
-        oplp_objective=oplp_objective,
     )
     if by is None:
         groups = [(None, data)]
@@ -497,19 +441,11 @@ def _assemble(parts, failures, data, opt: Options, *, output, by, alpha, se, n_b
         meta["group_effects"] = "yes (x year)" if opt.time_effects else "yes"
     if se == "bootstrap":
         meta["failed_draws"] = int(sum(p["n_failed"] for p in parts))
-    if opt.method in _PROXY:
+    if opt.traits.proxy:
         meta["poly_degree"] = opt.poly_degree
         meta["markov_degree"] = opt.markov_degree
-    if by is None and "n_second_stage" in one.info:
-        meta["n_second_stage"] = one.info["n_second_stage"]
-    if opt.method == "wrdg" and by is None:
-        meta["hansen_j"] = round(one.info["hansen_j"], 3)
-        meta["j_df"] = one.info["j_df"]
-    if opt.method == "gnr" and by is None:
-        meta["gnr_first_stage_E"] = one.info["E"]
-        meta["gnr_alpha"] = one.info["alpha"]
-        meta["gnr_gamma"] = one.info["gamma"]
-        meta["gnr_delta"] = one.info["delta"]
+    if by is None:  # each fitter's own metadata (second-stage size, Hansen's J, GNR's first stage...)
+        meta.update(one.meta)
     if notes:
         meta["notes"] = " | ".join(notes)
     table = pd.concat(tables, ignore_index=True)

@@ -25,11 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import daxpy as _axpy
 from scipy.optimize import least_squares
 
-from scipy.linalg.blas import daxpy as _axpy
-
-from analysis.tfp_panel import poly_design, poly_terms
+from analysis.tfp.arrays import poly_design, poly_terms
 
 __all__ = ["LawOfMotion", "solve_moments", "distinct_solutions", "moment_weight"]
 
