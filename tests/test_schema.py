@@ -1,6 +1,7 @@
 """The data contract: each way a panel can break it gives a PanelError naming the column and rows.
 
-One test per bad-input case of issue 2's contract: missing required column, wrong type,
+One test per bad-input case of the contract (``analysis.schema.COLUMNS``, documented in
+``data/README.md``): missing required column, wrong type,
 duplicate firm-year, zero or negative inputs where logs are taken, years out of range, cohort
 not constant within a firm, cohort outside the data years. A valid panel passes unchanged.
 """
@@ -99,7 +100,12 @@ def test_cohort_outside_data_years(panel):
 
 
 def test_missing_cohort_counts_as_never_treated(panel):
-    validate_panel(panel.assign(cohort=[2016, 2016, None, None, None]))
+    """Missing and 0 are one code (analysis.domain.never_treated): a firm with 0 in one year and missing in
+    another has a single cohort and passes unchanged, while a firm with 2016 and missing has two and fails."""
+    mixed = panel.assign(cohort=[2016, 2016, 0, None, None])
+    assert validate_panel(mixed) is mixed
+    with pytest.raises(PanelError, match="column 'cohort' is not constant within firm for 1 firm"):
+        validate_panel(panel.assign(cohort=[2016, None, 0, 0, 0]))
 
 
 def test_source_is_named(panel):

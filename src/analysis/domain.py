@@ -8,6 +8,8 @@ the same names and the same rules without importing one another.
   the full contract with types and ranges is :data:`analysis.schema.COLUMNS`.
 - Pollutants and patent types, and the outcome columns built from them
   (:data:`POLLUTANTS`, :data:`PATENT_TYPES`, :data:`OUTCOME_FAMILIES`).
+- One row per unit and period (:func:`duplicated_unit_periods`, the check of the data
+  contract, the production functions and the difference-in-differences estimators).
 - The certification batches (:data:`ANNOUNCEMENTS`) and the cohort rules: the first treated year
   of a batch (:func:`cohort_from_date`), what counts as never treated (:func:`never_treated`),
   and the one rule for units first treated after the last period (:func:`late_cohorts`,
@@ -50,6 +52,7 @@ __all__ = [
     "never_treated",
     "late_cohorts",
     "within_sample_cohorts",
+    "duplicated_unit_periods",
 ]
 
 # -- the panel's key columns (data/README.md documents them) -------------------------------------
@@ -205,3 +208,31 @@ def within_sample_cohorts(cohort: Sequence[float] | np.ndarray | pd.Series, last
     """
     g = _as_float(cohort)
     return np.where(never_treated(g) | late_cohorts(g, last_period, anticipation), float(NEVER_TREATED), g)
+
+
+def duplicated_unit_periods(unit: Sequence[Any] | np.ndarray | pd.Series, time: Sequence[Any] | np.ndarray | pd.Series) -> np.ndarray:
+    """Rows whose (unit, period) pair occurs more than once; every copy is marked.
+
+    The one check of "one row per firm-year" (each caller words its own error, naming rows).
+
+    Parameters
+    ----------
+    unit, time : array-like
+        Unit identifiers and periods, one per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array, true for the rows of a repeated pair.
+
+    Examples
+    --------
+    >>> duplicated_unit_periods([1, 1, 2, 1], [2020, 2021, 2020, 2020]).tolist()
+    [True, False, False, True]
+    """
+    u = pd.factorize(pd.Series(unit))[0].astype(np.int64)
+    t = pd.factorize(pd.Series(time))[0].astype(np.int64)
+    if u.size == 0:
+        return np.zeros(0, dtype=bool)
+    key = u * (int(t.max()) + 1) + t
+    return pd.Series(key).duplicated(keep=False).to_numpy()

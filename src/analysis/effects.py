@@ -40,8 +40,9 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, ParameterError, processed_dir
+from analysis.did.data import DiDPanel, as_panel
 from analysis.io import progress_options, write_parquet
-from analysis.results import EstimationResult, check_tidy, tidy_frame, wide_table
+from analysis.results import EstimationResult, check_tidy, wide_table
 
 __all__ = [
     "ESTIMATOR_LABELS",
@@ -293,12 +294,6 @@ def heterogeneity(
     return tidy, pd.DataFrame(tests)
 
 
-def _poisson_fit(fml: str, data: pd.DataFrame, cluster: str):
-    import pyfixest as pf
-
-    return pf.fepois(fml, data=data, vcov={"CRV1": cluster})
-
-
 def count_effects(
     data: pd.DataFrame,
     outcome: str,
@@ -309,36 +304,19 @@ def count_effects(
     cluster: str = "cell_id",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Poisson pseudo-maximum likelihood for a count outcome with unit and time fixed effects.
+    """Poisson pseudo-maximum likelihood for a count outcome: the two estimators of :mod:`analysis.did.poisson`.
 
-    Two rows: ``ppml_twfe``, one coefficient on ``1[t >= cohort]``; and ``etwfe_poisson``,
-    Wooldridge's (2023) extended TWFE Poisson with one coefficient per treated (cohort, year)
-    cell, averaged with weights equal to the cells' treated observations (delta method for the
-    standard error). Estimates are log ratios, ``log E[Y(1)] / E[Y(0)]``; ``percent`` is
-    ``100 (exp(estimate) - 1)``. Counts with many zeros need this rather than log(1 + y) (whose
-    ATT depends on the units of y; Chen and Roth 2024).
+    Two rows: ``ppml_twfe`` (:func:`~analysis.did.poisson.ppml`, one coefficient on
+    ``1[t >= cohort]``) and ``etwfe_poisson`` (:func:`~analysis.did.poisson.etwfe_poisson`,
+    Wooldridge's 2023 extended TWFE Poisson averaged over treated cells). Estimates are log
+    ratios, ``log E[Y(1)] / E[Y(0)]``; ``percent`` is ``100 (exp(estimate) - 1)``. Counts with
+    many zeros need this rather than log(1 + y) (whose ATT depends on the units of y; Chen and
+    Roth 2024).
     """
-    d = data[[unit, time, cohort, outcome, cluster]].dropna(subset=[outcome]).copy()
-    g = d[cohort].fillna(0).astype(int)
-    d["treated_post"] = ((g > 0) & (d[time] >= g)).astype(float)
-    fit = _poisson_fit(f"{outcome} ~ treated_post | {unit} + {time}", d, cluster)
-    b, se = float(fit.coef()["treated_post"]), float(fit.se()["treated_post"])
-    rows = [tidy_frame([b], [se], term="ATT", outcome=outcome, estimator="ppml_twfe", n_obs=int(fit._N), alpha=alpha)]
-    cells = d.loc[d["treated_post"] == 1, [cohort, time]].astype(int).drop_duplicates().sort_values([cohort, time])
-    names = []
-    for gg, tt in cells.itertuples(index=False):
-        name = f"gt_{gg}_{tt}"
-        d[name] = ((g == gg) & (d[time] == tt)).astype(float)
-        names.append(name)
-    fit2 = _poisson_fit(f"{outcome} ~ {' + '.join(names)} | {unit} + {time}", d, cluster)
-    coef = fit2.coef().reindex(names)
-    V = fit2._vcov
-    idx = [list(fit2.coef().index).index(n) for n in names]
-    w = np.array([d[n].sum() for n in names])
-    w = w / w.sum()
-    est = float(w @ coef.to_numpy())
-    se2 = float(np.sqrt(w @ V[np.ix_(idx, idx)] @ w))
-    rows.append(tidy_frame([est], [se2], term="ATT", outcome=outcome, estimator="etwfe_poisson", n_obs=int(fit2._N), alpha=alpha))
+    from analysis.did.poisson import etwfe_poisson, ppml
+
+    kw = dict(cluster=cluster, alpha=alpha)
+    rows = [ppml(data, outcome, unit, time, cohort, **kw).tidy(), etwfe_poisson(data, outcome, unit, time, cohort, **kw).tidy()]
     out = check_tidy(pd.concat(rows, ignore_index=True))
     out["percent"] = 100 * np.expm1(out["estimate"])
     return out
@@ -461,9 +439,12 @@ def estimate_family(
     fits = [(o, e) for o in outcomes for e in did["estimators"]]
     results: dict[tuple[str, str], dict[str, EstimationResult]] = {}
     bar = tqdm(fits, desc=f"{spec['family']}: estimators x outcomes", **progress_options(progress))
+    checked: dict[str, DiDPanel] = {}  # one validated container per outcome, shared by the estimators
     for outcome, est in bar:
         bar.set_postfix_str(f"{est} on {outcome}")
-        data = panel.dropna(subset=[outcome])
+        if outcome not in checked:
+            checked[outcome] = as_panel(panel.dropna(subset=[outcome]), unit="firm_id", time="year", cohort="cohort", cluster=did["cluster"])
+        data = checked[outcome]
         n_boot = did["n_boot"] if est == "cs_dr" else 0
         results[(outcome, est)] = run_estimator(est, data, outcome, cluster=did["cluster"], window=window, alpha=did["alpha"], n_boot=n_boot, seed=seed)
 

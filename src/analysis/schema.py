@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.domain import late_cohorts
+from analysis.domain import duplicated_unit_periods, late_cohorts
 
 __all__ = ["PanelError", "Column", "COLUMNS", "REQUIRED", "LOG_INPUTS", "validate_panel"]
 
@@ -150,7 +150,7 @@ def validate_panel(
             bad = s.isna()
             raise PanelError(f"{where}column '{col}' has {int(bad.sum())} missing value(s); examples:\n{_examples(df, bad, [col])}")
 
-    dup = df.duplicated(["firm_id", "year"], keep=False)
+    dup = duplicated_unit_periods(df["firm_id"], df["year"])
     if dup.any():
         raise PanelError(f"{where}duplicate firm-year: {int(dup.sum())} rows share (firm_id, year) with another row; examples:\n{_examples(df, dup, [])}")
 

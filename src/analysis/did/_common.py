@@ -1,14 +1,15 @@
 """Shared plumbing for the staggered difference-in-differences estimators.
 
-Every estimator in :mod:`analysis.did` starts from :func:`prepare_panel`, which checks the input
-once (columns present, one cohort per unit, one row per unit and period, no missing identifiers)
-and returns a :class:`Panel` with normalised internal columns:
+The long-frame estimators (TWFE, Sun-Abraham, imputation, stacked, Bacon) start from
+:func:`prepare_panel`, which takes the checked container :class:`~analysis.did.data.DiDPanel`
+(one validation for every estimator, Callaway-Sant'Anna's included) and returns a :class:`Panel`
+with normalised internal columns:
 
 ``_y``   the outcome (float)
 ``_i``   unit codes 0..N-1
 ``_t``   the period (integer)
-``_g``   the first treated period, ``inf`` for never-treated units (cohort 0, missing, or first
-         treated after the last observed period)
+``_g``   the first treated period, 0 for units never treated within the sample (the one rule of
+         :mod:`analysis.domain`: cohort 0, missing, or first treated after the last period)
 ``_e``   event time ``_t - _g`` (``NaN`` for never-treated units)
 ``_cl``  cluster codes 0..G-1 (the unit unless ``cluster`` names a coarser column)
 ``_x0, _x1, ...``  covariates, in the order given
@@ -22,7 +23,7 @@ Examples
 >>> df = pd.DataFrame({"id": [1, 1, 2, 2], "t": [1, 2, 1, 2], "g": [2, 2, 0, 0], "y": [0.0, 1.0, 0.0, 0.2]})
 >>> p = prepare_panel(df, outcome="y", unit="id", time="t", cohort="g")
 >>> p.frame[["_i", "_t", "_g", "_e"]].to_dict("list")
-{'_i': [0, 0, 1, 1], '_t': [1, 2, 1, 2], '_g': [2.0, 2.0, inf, inf], '_e': [-1.0, 0.0, nan, nan]}
+{'_i': [0, 0, 1, 1], '_t': [1, 2, 1, 2], '_g': [2.0, 2.0, 0.0, 0.0], '_e': [-1.0, 0.0, nan, nan]}
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.did.data import as_panel
+from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult
 
 __all__ = [
@@ -108,13 +111,13 @@ class Panel:
 
     @property
     def cohorts(self) -> np.ndarray:
-        """Treated cohorts (finite first-treatment periods), sorted."""
+        """Treated cohorts, sorted."""
         g = self.frame["_g"].to_numpy()
-        return np.sort(np.unique(g[np.isfinite(g)]))
+        return np.sort(np.unique(g[g != NEVER_TREATED]))
 
     @property
     def has_never_treated(self) -> bool:
-        return bool(np.isinf(self.frame["_g"].to_numpy()).any())
+        return bool((self.frame["_g"].to_numpy() == NEVER_TREATED).any())
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         """The metadata every result carries."""
@@ -132,49 +135,42 @@ class Panel:
         return out
 
 
-def _to_pandas(data: Any) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    if hasattr(data, "to_pandas"):  # polars, pyarrow
-        return data.to_pandas()
-    raise ValueError(f"data must be a pandas (or polars) DataFrame, got {type(data).__name__}")
-
-
-def _show(values: Sequence[Any], k: int = 5) -> str:
-    values = list(values)
-    more = f" ... ({len(values)} in all)" if len(values) > k else ""
-    return ", ".join(map(str, values[:k])) + more
-
-
 def prepare_panel(
     data: Any,
     *,
     outcome: str,
-    unit: str,
-    time: str,
-    cohort: str,
+    unit: str | None,
+    time: str | None,
+    cohort: str | None,
     covariates: str | Sequence[str] | None = None,
     cluster: str | None = None,
     weights: str | None = None,
     extra: Sequence[str] = (),
+    anticipation: float = 0,
 ) -> Panel:
-    """Check a long panel and return it with normalised internal columns.
+    """The long layout of a :class:`~analysis.did.data.DiDPanel` for one outcome.
+
+    The container (built here by :func:`~analysis.did.data.as_panel`, or the caller's) has
+    checked the panel and coded the treatment timing; this adds the outcome and covariates and
+    drops the rows where one of them (or the weight) is missing or infinite, with a note.
 
     Parameters
     ----------
-    data
-        Long panel, one row per unit and period (pandas or polars).
-    outcome, unit, time, cohort
+    data : pandas.DataFrame or DiDPanel
+        Long panel, one row per unit and period (pandas or polars), or a container.
+    outcome, unit, time, cohort : str
         Column names. ``cohort`` is the first treated period; 0 or missing means never treated.
-    covariates
+    covariates : str or sequence of str, optional
         Time-varying controls (column names).
-    cluster
+    cluster : str, optional
         Column to cluster standard errors on, e.g. the certified county x industry cell above the
         firm; defaults to ``unit``.
-    weights
-        Optional column of non-negative sampling weights (kept as ``_w``).
-    extra
+    weights : str, optional
+        Column of non-negative sampling weights (kept as ``_w``).
+    extra : sequence of str
         Further columns to carry along unchanged (same names).
+    anticipation : float, default 0
+        Periods of anticipation (late-cohort rule of the container).
 
     Returns
     -------
@@ -183,87 +179,29 @@ def prepare_panel(
     Raises
     ------
     ValueError
-        Naming the missing columns, the rows with a missing unit / period / cluster, the units
-        whose cohort changes over time, the duplicated unit-period rows, or a non-integer
-        period / cohort.
+        As :meth:`analysis.did.data.DiDPanel.from_data`; also for a non-numeric covariate.
 
     Examples
     --------
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"id": [1, 1], "t": [1, 1], "g": [0, 0], "y": [0.0, 1.0]})
-    >>> prepare_panel(df, outcome="y", unit="id", time="t", cohort="g")
-    Traceback (most recent call last):
-    ...
-    ValueError: 1 duplicated (id, t) pair(s), e.g. (1, 1); a panel needs one row per unit and period
+    >>> df = pd.DataFrame({"id": [1, 1, 2, 2], "t": [1, 2, 1, 2], "g": [2, 2, 0, 0], "y": [0.0, 1.0, 0.0, None]})
+    >>> p = prepare_panel(df, outcome="y", unit="id", time="t", cohort="g")
+    >>> p.frame[["_i", "_t", "_g", "_e"]].to_dict("list"), p.notes
+    ({'_i': [0, 0, 1], '_t': [1, 2, 1], '_g': [2.0, 2.0, 0.0], '_e': [-1.0, 0.0, nan]}, ["dropped 1 row(s) with a missing or infinite value in ['y']"])
     """
-    df = _to_pandas(data)
     covs = as_list(covariates)
-    cl_name = cluster if cluster is not None else unit
-    needed = [outcome, unit, time, cohort, *covs, cl_name, *as_list(weights), *extra]
-    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
-    if missing:
-        raise ValueError(f"column(s) {missing} not in data; it has {list(df.columns)}")
-    if len(df) == 0:
-        raise ValueError("data has no rows")
-
-    notes: list[str] = []
-    for col in dict.fromkeys([unit, time, cl_name]):
-        bad = df.index[df[col].isna().to_numpy()]
-        if len(bad):
-            raise ValueError(f"column '{col}' is missing in {len(bad)} row(s), e.g. index {_show(bad)}")
-
-    t = pd.to_numeric(df[time], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(t).any() or not np.all(t == np.round(t)):
-        bad = df.index[np.isnan(t) | (t != np.round(t))]
-        raise ValueError(f"period column '{time}' must hold integers; rows {_show(bad)} do not")
-
-    g = pd.to_numeric(df[cohort], errors="coerce").to_numpy(dtype=float)
-    nonnum = df[cohort].notna().to_numpy() & np.isnan(g)
-    if nonnum.any():
-        raise ValueError(f"cohort column '{cohort}' must be numeric; rows {_show(df.index[nonnum])} are not")
-    g = np.where(np.isnan(g) | (g == 0), np.inf, g)
-    bad = np.isfinite(g) & ((g != np.round(g)) | (g < 0))
-    if bad.any():
-        raise ValueError(
-            f"cohort column '{cohort}' must hold the first treated period (a non-negative integer, "
-            f"0 or missing for never treated); rows {_show(df.index[bad])} do not"
-        )
-
-    ids, uniq_units = pd.factorize(df[unit], sort=True)
-    # one cohort per unit
-    g_key = np.where(np.isinf(g), -1.0, g)
-    per_unit = pd.Series(g_key).groupby(ids).nunique()
-    varying = per_unit.index[per_unit.to_numpy() > 1]
-    if len(varying):
-        raise ValueError(
-            f"cohort '{cohort}' varies within {len(varying)} unit(s) of '{unit}', e.g. "
-            f"{_show(uniq_units[varying])}; treatment must be absorbing with one first period per unit"
-        )
-    key = pd.DataFrame({"i": ids, "t": t})
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = df.loc[dup, [unit, time]].iloc[0]
-        n_pairs = int(key[dup].drop_duplicates().shape[0])
-        raise ValueError(
-            f"{n_pairs} duplicated ({unit}, {time}) pair(s), e.g. ({first[unit]}, {first[time]}); "
-            "a panel needs one row per unit and period"
-        )
-
-    t_max = np.nanmax(t)
-    late = np.isfinite(g) & (g > t_max)
-    if late.any():
-        n_late = int(pd.Series(ids[late]).nunique())
-        notes.append(f"{n_late} unit(s) first treated after the last period ({int(t_max)}) are never treated in this sample")
-        g = np.where(late, np.inf, g)
-
-    cl_codes, _ = pd.factorize(df[cl_name], sort=True)
+    src = as_panel(data, unit=unit, time=time, cohort=cohort, cluster=cluster, weights=weights,
+                   anticipation=anticipation, columns=[outcome, *covs, *extra])
+    df = src.data
+    notes: list[str] = list(src.notes)
+    cl_codes = src.cluster_codes if src.cluster_codes is not None else src.unit_codes
     out = pd.DataFrame(
         {
-            "_y": pd.to_numeric(df[outcome], errors="coerce").to_numpy(dtype=float),
-            "_i": ids.astype(np.int64),
-            "_t": t.astype(np.int64),
-            "_g": g,
-            "_cl": cl_codes.astype(np.int64),
+            "_y": src.column(outcome, "outcome"),
+            "_i": src.unit_codes,
+            "_t": src.periods_row.astype(np.int64),
+            "_g": src.cohort_row,
+            "_cl": cl_codes,
         }
     )
     for k, c in enumerate(covs):
@@ -272,10 +210,7 @@ def prepare_panel(
             raise ValueError(f"covariate '{c}' must be numeric (encode categories as dummies first)")
         out[f"_x{k}"] = x.to_numpy(dtype=float)
     if weights is not None:
-        w = pd.to_numeric(df[weights], errors="coerce").to_numpy(dtype=float)
-        if np.any(w[~np.isnan(w)] < 0):
-            raise ValueError(f"weights column '{weights}' has negative values")
-        out["_w"] = w
+        out["_w"] = src.column(weights, "weights")
     for c in extra:
         out[c] = df[c].to_numpy()
 
@@ -290,14 +225,15 @@ def prepare_panel(
         # re-code units and clusters densely
         out["_i"] = pd.factorize(out["_i"], sort=True)[0]
         out["_cl"] = pd.factorize(out["_cl"], sort=True)[0]
-    out["_e"] = np.where(np.isfinite(out["_g"]), out["_t"] - out["_g"], np.nan)
+    treated = out["_g"].to_numpy() != NEVER_TREATED
+    out["_e"] = np.where(treated, out["_t"] - out["_g"], np.nan)
     return Panel(
         frame=out,
         outcome=outcome,
-        unit=unit,
-        time=time,
-        cohort=cohort,
-        cluster=cl_name,
+        unit=src.unit,
+        time=src.time,
+        cohort=src.cohort,
+        cluster=src.cluster if src.cluster is not None else src.unit,
         covariates=covs,
         weights=weights,
         notes=notes,

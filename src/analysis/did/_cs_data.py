@@ -1,6 +1,7 @@
-"""Input checks and the wide unit x period arrays behind :func:`analysis.did.att_gt`.
+"""The wide unit x period arrays behind :func:`analysis.did.att_gt`, from the checked container.
 
-Everything here is O(rows): one factorisation of the unit and time columns, then scatter into
+The panel is checked once by :class:`analysis.did.data.DiDPanel` (as for every estimator);
+everything here is O(rows): the container's unit and period codes are scattered into
 ``n_units x n_periods`` arrays. Errors name the column and the offending units or rows.
 """
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from analysis.did.data import as_panel, numeric_column, show
 
 __all__ = ["CSPanel", "prepare_panel", "CellPlan", "plan_cells"]
 
@@ -77,23 +80,6 @@ class CSPanel:
         return bool(np.isfinite(self.y).all())
 
 
-def _scalar(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
-
-
-def _show(values: Sequence[Any] | np.ndarray) -> str:
-    vals = list(values)
-    more = f" and {len(vals) - _MAX_SHOWN} more" if len(vals) > _MAX_SHOWN else ""
-    return ", ".join(repr(_scalar(v)) for v in vals[:_MAX_SHOWN]) + more
-
-
-def _numeric(data: pd.DataFrame, col: str, role: str) -> np.ndarray:
-    series = data[col]
-    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-        raise ValueError(f"{role} column {col!r} must be numeric, it has dtype {series.dtype}")
-    return series.to_numpy(dtype=float, na_value=np.nan)
-
-
 def _period_codes(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Codes 0..T-1 of the sorted distinct periods (a counting fast path for integer periods)."""
     lo, hi = t.min(), t.max()
@@ -115,7 +101,7 @@ def _constant_within(codes: np.ndarray, values: np.ndarray, n_units: int, col: s
         differ &= ~(np.isnan(values) & np.isnan(per_unit[codes]))
     if differ.any():
         bad = np.unique(codes[differ])
-        raise ValueError(f"{what} column {col!r} is not constant within {unit!r}: unit(s) {_show(unit_ids[bad])} take more than one value ({bad.size} unit(s) in all)")
+        raise ValueError(f"{what} column {col!r} is not constant within {unit!r}: unit(s) {show(unit_ids[bad])} take more than one value ({bad.size} unit(s) in all)")
     return per_unit
 
 
@@ -128,12 +114,12 @@ def _first_period_value(codes: np.ndarray, time_codes: np.ndarray, values: np.nd
 
 
 def prepare_panel(
-    data: pd.DataFrame,
+    data: Any,
     *,
     outcome: str,
-    unit: str,
-    time: str,
-    cohort: str,
+    unit: str | None,
+    time: str | None,
+    cohort: str | None,
     covariates: Sequence[str] | None,
     cluster: str | None,
     weights: str | None,
@@ -141,15 +127,15 @@ def prepare_panel(
     control: str,
     fix_weights: bool = False,
 ) -> CSPanel:
-    """Check a long panel and put it in wide form (see :class:`CSPanel`).
+    """Put a checked panel (:class:`~analysis.did.data.DiDPanel`) in wide form (see :class:`CSPanel`).
 
-    Rules (R ``did`` 2.5's, except where marked):
+    The container checks the panel and codes the timing by the rules every estimator shares
+    (0 or missing cohort = never treated; cohorts after the last period plus ``anticipation`` are
+    never treated in the sample). On top, the rules of R ``did`` 2.5, except where marked:
 
-    * a missing or infinite cohort means never treated (coded 0); negative cohorts are an error;
-    * cohorts after the last period plus ``anticipation`` are recoded as never treated;
     * units treated in or before the first period plus ``anticipation`` are dropped;
     * rows with a missing outcome or covariate are dropped (the unit stays, with a gap);
-    * the cohort, the weights and the cluster must be constant within a unit; weights that vary
+    * the weights and the cluster must be constant within a unit; weights that vary
       are an error unless ``fix_weights=True``, which takes each unit's weight in its first
       observed period (R ``did``'s rule: its panel estimators read the weights of the first
       period, ``tlist[1]``, for every cell);
@@ -157,64 +143,29 @@ def prepare_panel(
       cohort into the control group); with ``control="notyet"``: periods from the last cohort's
       treatment (minus anticipation) on are dropped and the last cohort serves only as control.
     """
-    if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):
-        data = data.to_pandas()
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     covariates = list(covariates or [])
-    roles = {"outcome": outcome, "unit": unit, "time": time, "cohort": cohort}
-    if cluster is not None:
-        roles["cluster"] = cluster
-    if weights is not None:
-        roles["weights"] = weights
-    wanted = [*roles.values(), *covariates]
-    missing = [c for c in dict.fromkeys(wanted) if c not in data.columns]
-    if missing:
-        raise ValueError(f"column(s) {missing} not found in data; it has {list(data.columns)}")
     for role, col in (("outcome", outcome), ("time", time), ("cohort", cohort)):
-        if col in covariates:
+        if col is not None and col in covariates:
             raise ValueError(f"{role} column {col!r} cannot also be a covariate")
-    if data.empty:
-        raise ValueError("data has no rows")
-    notes: list[str] = []
+    src = as_panel(data, unit=unit, time=time, cohort=cohort, cluster=cluster, weights=weights,
+                   anticipation=anticipation, columns=[outcome, *covariates])
+    data, unit = src.data, src.unit
+    notes: list[str] = list(src.notes)
 
     # -- unit and time ------------------------------------------------------------------------
-    unit_codes, unit_ids = pd.factorize(data[unit], use_na_sentinel=True)
-    if (unit_codes < 0).any():
-        rows = np.flatnonzero(unit_codes < 0)
-        raise ValueError(f"unit column {unit!r} is missing in {rows.size} row(s) (row positions {_show(rows)})")
-    unit_ids = np.asarray(unit_ids)
+    unit_codes, unit_ids = src.unit_codes, src.unit_ids
     n_units = unit_ids.size
-    t_all = _numeric(data, time, "time")
-    if not np.isfinite(t_all).all():
-        rows = np.flatnonzero(~np.isfinite(t_all))
-        raise ValueError(f"time column {time!r} is missing or infinite in {rows.size} row(s) (row positions {_show(rows)})")
-    time_codes, times = _period_codes(t_all)
+    time_codes, times = _period_codes(src.periods_row)
     n_times = times.size
-
-    key = unit_codes.astype(np.int64) * n_times + time_codes
-    counts = np.bincount(key, minlength=n_units * n_times)
-    if counts.max() > 1:
-        dup = np.flatnonzero(counts > 1)
-        pairs = ", ".join(f"({_scalar(unit_ids[k // n_times])!r}, {times[k % n_times]:g})" for k in dup[:_MAX_SHOWN])
-        raise ValueError(f"duplicate ({unit!r}, {time!r}) rows: {dup.size} unit-period pair(s) appear more than once, e.g. {pairs}")
-    del counts, t_all  # free row-length temporaries early: later allocations reuse their pages
-
-    # -- cohort -----------------------------------------------------------------------------
-    g_all = _numeric(data, cohort, "cohort")
-    g_all = np.where(np.isfinite(g_all), g_all, 0.0)
-    if (g_all < 0).any():
-        rows = np.flatnonzero(g_all < 0)
-        raise ValueError(f"cohort column {cohort!r} has negative values in {rows.size} row(s); use 0 or missing for never treated")
-    g_unit = _constant_within(unit_codes, g_all, n_units, cohort, unit, unit_ids, "cohort")
-    del g_all
+    key = unit_codes * n_times + time_codes
+    g_unit = src.cohort_unit
 
     # -- weights and cluster --------------------------------------------------------------------
     if weights is not None:
-        w_all = _numeric(data, weights, "weights")
-        if not np.isfinite(w_all).all() or (w_all < 0).any():
-            rows = np.flatnonzero(~np.isfinite(w_all) | (w_all < 0))
-            raise ValueError(f"weights column {weights!r} must be finite and non-negative; {rows.size} row(s) are not (row positions {_show(rows)})")
+        w_all = src.column(weights, "weights")
+        if not np.isfinite(w_all).all():
+            rows = np.flatnonzero(~np.isfinite(w_all))
+            raise ValueError(f"weights column {weights!r} must be finite and non-negative; {rows.size} row(s) are not (row positions {show(rows)})")
         if fix_weights:
             w_unit = _first_period_value(unit_codes, time_codes, w_all, n_units)
         else:
@@ -225,10 +176,7 @@ def prepare_panel(
     else:
         w_unit = np.ones(n_units)
     if cluster is not None:
-        c_codes, c_labels = pd.factorize(data[cluster], use_na_sentinel=True)
-        if (c_codes < 0).any():
-            rows = np.flatnonzero(c_codes < 0)
-            raise ValueError(f"cluster column {cluster!r} is missing in {rows.size} row(s) (row positions {_show(rows)})")
+        c_codes = src.cluster_codes
         per_unit = np.empty(n_units, dtype=c_codes.dtype)
         per_unit[unit_codes] = c_codes
         differ = per_unit[unit_codes] != c_codes
@@ -236,7 +184,7 @@ def prepare_panel(
             bad = np.unique(unit_codes[differ])
             raise ValueError(
                 f"units are not nested in clusters: {bad.size} unit(s) of {unit!r} appear in more than one "
-                f"{cluster!r} cluster (e.g. {_show(unit_ids[bad])}); the cluster must be a unit attribute "
+                f"{cluster!r} cluster (e.g. {show(unit_ids[bad])}); the cluster must be a unit attribute "
                 "(a level above the unit, constant over time)"
             )
         c_unit = per_unit
@@ -244,8 +192,8 @@ def prepare_panel(
         c_unit = None
 
     # -- outcome and covariates; rows with missing values leave a gap ------------------------------
-    y_all = _numeric(data, outcome, "outcome")
-    x_all = np.column_stack([_numeric(data, c, "covariate") for c in covariates]) if covariates else None
+    y_all = numeric_column(data, outcome, "outcome")
+    x_all = np.column_stack([numeric_column(data, c, "covariate") for c in covariates]) if covariates else None
     keep = np.isfinite(y_all)
     if x_all is not None:
         keep &= np.isfinite(x_all).all(axis=1)
@@ -271,11 +219,7 @@ def prepare_panel(
             x[uk, time_codes[keep], 1:] = xk
             notes.append("covariates vary over time: each 2x2 comparison uses their values in its earlier period (as R did)")
 
-    # -- cohort recoding and unit drops -------------------------------------------------------------
-    late = g_unit > times[-1] + anticipation
-    if late.any():
-        notes.append(f"{int(late.sum())} unit(s) first treated after the last period (+ anticipation) are treated as never treated")
-        g_unit = np.where(late, 0.0, g_unit)
+    # -- unit drops (late cohorts were recoded by the container) ------------------------------------
     always = (g_unit > 0) & (g_unit <= times[0] + anticipation)
     observed_any = np.isfinite(y).any(axis=1)
     if (~observed_any).any():

@@ -69,6 +69,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import prepare_panel
+from analysis.did.data import DiDPanel
+from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult, tidy_frame
 
 __all__ = ["bacon_decomp", "BaconDecomposition"]
@@ -188,6 +190,8 @@ def bacon_decomp(
     """
     if (cohort is None) == (treatment is None):
         raise ValueError("give exactly one of cohort= (first treated period) and treatment= (a 0/1 column)")
+    if isinstance(data, DiDPanel) and treatment is not None:
+        data = data.data
     if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):
         data = data.to_pandas()
     if treatment is not None:
@@ -212,8 +216,9 @@ def bacon_decomp(
     Y = f["_y"].to_numpy().reshape(n_units, T)
     gu = f["_g"].to_numpy().reshape(n_units, T)[:, 0]
     t_min = periods[0]
-    gu_lab = np.where(np.isinf(gu), np.inf, np.where(gu <= t_min, -np.inf, gu))  # -inf = always treated
-    D = (periods[None, :] >= gu[:, None]).astype(float)
+    never = gu == NEVER_TREATED
+    gu_lab = np.where(never, np.inf, np.where(gu <= t_min, -np.inf, gu))  # group labels: inf never, -inf always treated
+    D = (~never[:, None] & (periods[None, :] >= gu[:, None])).astype(float)
     Dt = _two_way_demeaned(D)
     VD = float((Dt**2).mean())
     if VD <= 1e-15:

@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import event_time_result, prepare_panel, scalar_result
+from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult
 
 __all__ = ["imputation", "ImputationFit", "fit_untreated"]
@@ -261,14 +262,14 @@ def imputation(
     if anticipation < 0:
         raise ValueError("anticipation must be >= 0")
     panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort,
-                          covariates=covariates, cluster=cluster)
+                          covariates=covariates, cluster=cluster, anticipation=anticipation)
     f = panel.frame
     notes: list[str] = []
     N = int(f["_i"].max()) + 1
     G = int(f["_cl"].max()) + 1
     g = f["_g"].to_numpy()
     t = f["_t"].to_numpy()
-    treated = np.isfinite(g) & (t >= g - anticipation)
+    treated = (g != NEVER_TREATED) & (t >= g - anticipation)
     if not treated.any():
         raise ValueError(f"no treated observation: '{cohort}' is never reached within '{time}'")
     X = f[panel.xcols].to_numpy(dtype=float) if panel.xcols else np.zeros((len(f), 0))
@@ -356,7 +357,7 @@ def imputation(
     del fit0, Wdiff, W1
     if pretrends not in (0, None):
         pre_labels, pre_est, psi_pre, pre_factor, pre_ref, pre_notes = _pretrends(
-            pretrends, y_all[r0], u0, t[r0], X[r0], (t[r0] - g[r0]), cl0, N, G, panel.has_never_treated, anticipation
+            pretrends, y_all[r0], u0, t[r0], X[r0], f["_e"].to_numpy()[r0], cl0, N, G, panel.has_never_treated, anticipation
         )
         notes += pre_notes
         psi = np.hstack([psi_pre, psi_post])

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult
 
 __all__ = ["stacked", "stack_data"]
@@ -65,7 +66,7 @@ def stack_data(
     g = frame["_g"].to_numpy()
     t_min, t_max = int(t.min()), int(t.max())
     notes: list[str] = []
-    cohorts = np.sort(np.unique(g[np.isfinite(g)])).astype(np.int64)
+    cohorts = np.sort(np.unique(g[g != NEVER_TREATED])).astype(np.int64)
     if cohorts.size == 0:
         raise ValueError("no treated cohort")
     parts: list[np.ndarray] = []
@@ -77,7 +78,8 @@ def stack_data(
             continue
         window = (t >= a - kappa_pre) & (t <= a + kappa_post)
         is_treat = g == a
-        is_ctrl = np.isinf(g) if control == "never" else (np.isinf(g) | (g > a + kappa_post))
+        never = g == NEVER_TREATED
+        is_ctrl = never if control == "never" else (never | (g > a + kappa_post))
         rows = np.nonzero(window & (is_treat | is_ctrl))[0]
         units = frame["_i"].to_numpy()[rows]
         n_ctrl = int(np.unique(units[is_ctrl[rows]]).size)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult, tidy_frame
 
 __all__ = ["SunabResult", "sunab"]
@@ -67,25 +68,25 @@ def _restrict_sample(panel: Panel, control: str, notes: list[str]) -> tuple[pd.D
     f = panel.frame
     g = f["_g"].to_numpy()
     t_min = f["_t"].min()
-    always = np.isfinite(g) & (g <= t_min)
+    always = (g != NEVER_TREATED) & (g <= t_min)
     if always.any():
         notes.append(f"dropped {int(f.loc[always, '_i'].nunique())} unit(s) treated in or before the first period (always treated)")
         f = f.loc[~always]
         g = f["_g"].to_numpy()
     if control == "never":
-        if not np.isinf(g).any():
+        if not (g == NEVER_TREATED).any():
             raise ValueError(
                 f"control='never' needs never-treated units ('{panel.cohort}' 0 or missing); none found. "
                 "Use control='last' to compare with the last-treated cohort."
             )
         return f, np.inf
     if control == "last":
-        finite = np.unique(g[np.isfinite(g)])
+        finite = np.unique(g[g != NEVER_TREATED])
         if finite.size < 2:
             raise ValueError("control='last' needs at least two treated cohorts")
         last = float(finite.max())
         keep = f["_t"].to_numpy() < last
-        extra = " and the never-treated units" if np.isinf(g).any() else ""
+        extra = " and the never-treated units" if (g == NEVER_TREATED).any() else ""
         notes.append(f"control: cohort {int(last)} (last treated){extra}; periods >= {int(last)} dropped")
         f = f.loc[keep]
         return f, last
@@ -167,7 +168,7 @@ def sunab(
     f, control_cohort = _restrict_sample(panel, control, notes)
     g = f["_g"].to_numpy()
     e = f["_e"].to_numpy()
-    treated = np.isfinite(g) & (g != control_cohort) & (e != reference)
+    treated = (g != NEVER_TREATED) & (g != control_cohort) & (e != reference)
     cells = pd.DataFrame({"g": g[treated], "e": e[treated]}).drop_duplicates().sort_values(["g", "e"])
     if cells.empty:
         raise ValueError("no treated cohort-by-event-time cell to estimate")

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult
 
 __all__ = ["twfe", "event_codes"]
@@ -158,7 +159,8 @@ def twfe(
     notes: list[str] = []
     estimator = "twfe_event_study" if dynamic else "twfe"
     if not dynamic:
-        frame = frame.assign(_D=(frame["_t"].to_numpy() >= frame["_g"].to_numpy()).astype(float))
+        g = frame["_g"].to_numpy()
+        frame = frame.assign(_D=((g != NEVER_TREATED) & (frame["_t"].to_numpy() >= g)).astype(float))
         if frame["_D"].sum() == 0:
             raise ValueError(f"no treated observation: '{cohort}' is never reached within '{time}'")
         fit = _fit(frame, f"_y ~ _D{xs} | _i + _t", cluster="_cl", weights=wcol)

@@ -31,6 +31,8 @@ from itertools import combinations_with_replacement
 import numpy as np
 import pandas as pd
 
+from analysis.domain import duplicated_unit_periods
+
 __all__ = [
     "lag_index",
     "panel_lag",
@@ -146,8 +148,7 @@ def _unit_time_codes(data: pd.DataFrame, unit: str, time: str) -> tuple[np.ndarr
 
 
 def _check_unique(codes: np.ndarray, times: np.ndarray, data: pd.DataFrame, unit: str, time: str) -> None:
-    key = pd.Series(codes * (times.max() - times.min() + 1) + (times - times.min()))
-    dup = key.duplicated(keep=False).to_numpy()
+    dup = duplicated_unit_periods(codes, times)
     if dup.any():
         rows = data.index[dup][:6].tolist()
         raise ValueError(f"({unit}, {time}) pairs are not unique: rows {rows} repeat a firm-year")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.domain import duplicated_unit_periods
 from analysis.io import progress_options
 from analysis.results import EstimationResult, tidy_frame
 from analysis.tfp.acf import fit_acf
@@ -180,9 +181,9 @@ def _build_panel(
     tv = tv.astype(np.int64)
     order = np.lexsort((tv, codes))
     codes, tv = codes[order].astype(np.int64), tv[order]
-    dup = np.r_[False, (codes[1:] == codes[:-1]) & (tv[1:] == tv[:-1])]
+    dup = duplicated_unit_periods(codes, tv)
     if dup.any():
-        rows = sub.index[order][np.flatnonzero(dup | np.r_[dup[1:], False])][:6].tolist()
+        rows = sub.index[order][np.flatnonzero(dup)][:6].tolist()
         raise ValueError(f"({unit}, {time}) pairs are not unique: rows {rows} repeat a firm-year")
     V = values[ok][order]
     pos = {name: j for j, name in enumerate(need)}
