@@ -144,7 +144,8 @@ reports/index.html: $(HTML) src/analysis/report.py | $(ENV_STAMP)
 	python -m analysis.report index --config $(CONFIG) --pages $(PAGES)
 
 # ---------------------------------------------------------------------------------------------
-test: $(ENV_STAMP) browser ## run the test suite (not the slow Monte Carlo tests)
+test: $(ENV_STAMP) browser ## lint (ruff, configured in pyproject.toml), then the test suite (not the slow Monte Carlo tests)
+	python -m ruff check src tests tools bench notebooks
 	CHROMIUM=$(CHROMIUM) python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup -rs --doctest-modules src/analysis tests
 
 # Debian's chromium for the browser test: installed with apt when missing and we are root. Otherwise one

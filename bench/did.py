@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from _common import current_rss_gb, machine, package_versions, peak_rss_gb
 
 HERE = Path(__file__).resolve().parent
@@ -174,7 +175,8 @@ def run(sizes: list[int], tools: list[str], tasks: list[str], repeats: int, sing
                         "max_abs_att_diff": diff,
                     }
                     rows.append(row)
-                    print(f"{n:>8,} {task:6s} {tool:10s} {row['seconds']:7.2f} s (min {row['min_seconds']:.2f})  peak {row['peak_gb']:5.2f} GB  (+{row['added_gb']:.2f})  |ATT - ours| {diff:.1e}", flush=True)
+                    print(f"{n:>8,} {task:6s} {tool:10s} {row['seconds']:7.2f} s (min {row['min_seconds']:.2f})  "
+                          f"peak {row['peak_gb']:5.2f} GB  (+{row['added_gb']:.2f})  |ATT - ours| {diff:.1e}", flush=True)
     table = pd.DataFrame(rows)
     if "seconds" in table:
         ours = table[table["tool"] == "ours"].set_index(["firms", "task"])["seconds"]
@@ -202,7 +204,8 @@ def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str, 
         "timed call. `attgt` = all ATT(g,t) with SEs; `event` = the same plus the event-study aggregation.",
         "`|ATT - ours|` = largest difference of the sorted ATT(g,t) from ours.",
         "Threads: "
-        + ("every library limited to one thread (" + ", ".join(THREAD_VARS) + " = 1)." if single_thread else "library defaults (ours caps BLAS at one thread itself).")
+        + ("every library limited to one thread (" + ", ".join(THREAD_VARS) + " = 1)."
+           if single_thread else "library defaults (ours caps BLAS at one thread itself).")
         + " Runs are interleaved across libraries.",
         "",
         "| firms | task | library | median time (s) | fastest (s) | median time / ours | peak (GB) | added (GB) | max abs ATT diff |",
@@ -212,7 +215,8 @@ def to_markdown(table: pd.DataFrame, sizes: list[int], repeats: int, load: str, 
         if isinstance(getattr(r, "error", None), str):
             lines.append(f"| {r.firms:,} | {r.task} | {r.tool} | failed: {r.error} | | | | | |")
             continue
-        lines.append(f"| {r.firms:,} | {r.task} | {r.tool} | {r.seconds:.2f} | {r.min_seconds:.2f} | {r.time_vs_ours:.2f} | {r.peak_gb:.2f} | {r.added_gb:.2f} | {r.max_abs_att_diff:.1e} |")
+        lines.append(f"| {r.firms:,} | {r.task} | {r.tool} | {r.seconds:.2f} | {r.min_seconds:.2f} | {r.time_vs_ours:.2f} | "
+                     f"{r.peak_gb:.2f} | {r.added_gb:.2f} | {r.max_abs_att_diff:.1e} |")
     if len(sizes) >= 2 and "seconds" in table:
         lo, hi = min(sizes), max(sizes)
         lines += ["", f"Scaling from {lo:,} to {hi:,} firms ({hi / lo:.0f}x the data), ratio of median times:", ""]

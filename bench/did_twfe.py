@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from _common import machine, package_versions, peak_rss_gb
 
 LIBS = ("ours", "pyfixest", "linearmodels")
@@ -71,6 +72,7 @@ def worker(lib: str, path: str) -> dict:
     mem_data = peak_rss_gb()
     if lib == "ours":
         import pyfixest  # noqa: F401  imported before the clock, as in the pyfixest run
+
         from analysis.did.twfe import twfe
 
         t0 = time.perf_counter()

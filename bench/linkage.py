@@ -176,7 +176,8 @@ def run_ours_subset(folder: Path, n: int) -> dict:
 
 def _child(what: str, folder: Path, n: int) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{HERE}", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    out = subprocess.run([sys.executable, __file__, "--child", what, "--folder", str(folder), "--n", str(n)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", what, "--folder", str(folder), "--n", str(n)],
+                         env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -11,7 +11,7 @@ References, in order of authority:
    comparison units" and the four ``aggte`` types). They are printed to 4 decimals, so they are
    compared with a tolerance of 5e-5. Their standard errors come from the default bootstrap and
    are not used; the analytic standard errors below are those of
-   ``att_gt(..., bstrap = FALSE, cband = FALSE)`` as listed in the project issue #4 (R ``did``,
+   ``att_gt(..., bstrap = FALSE, cband = FALSE)`` (``tests/reference/r_did_mpdta.R`` and ``.md``; R ``did``,
    moderndid, diff-diff and csdid agree on them).
 2. moderndid 0.2.0 (a line-by-line port of R ``did``), run inside the tests with
    ``boot=False``: every ATT(g,t), aggregation and analytic standard error must agree to 1e-10
@@ -49,10 +49,10 @@ MD_KEYS = {"yname": "lemp", "tname": "year", "idname": "countyreal", "gname": "f
 R_ATT_NOCOV = [-0.0105, -0.0704, -0.1373, -0.1008, 0.0065, -0.0028, -0.0046, -0.0412, 0.0305, -0.0027, -0.0311, -0.0261]
 R_ATT_LPOP = [-0.0145, -0.0764, -0.1404, -0.1069, -0.0005, -0.0062, 0.0010, -0.0413, 0.0267, -0.0046, -0.0284, -0.0288]
 R_ATT_LPOP_NOTYET = [-0.0212, -0.0816, -0.1382, -0.1069, -0.0075, -0.0046, 0.0087, -0.0413, 0.0269, -0.0042, -0.0284, -0.0288]
-# --- analytic SEs of R_ATT_NOCOV: R did att_gt(bstrap=FALSE, cband=FALSE), issue #4
+# --- analytic SEs of R_ATT_NOCOV: R did att_gt(bstrap=FALSE, cband=FALSE), tests/reference/r_did_mpdta.md
 R_SE_NOCOV = [0.0233, 0.0310, 0.0364, 0.0344, 0.0233, 0.0196, 0.0178, 0.0202, 0.0150, 0.0164, 0.0179, 0.0167]
 # --- R did 2.5.1, reference/aggte.html (no covariates, never-treated controls)
-R_SIMPLE = -0.0400  # printed "-0.04"; full precision -0.039951 (issue #4)
+R_SIMPLE = -0.0400  # printed "-0.04"; full precision -0.039951 (tests/reference/r_did_mpdta.md)
 R_EVENT = {-3: 0.0305, -2: -0.0006, -1: -0.0245, 0: -0.0199, 1: -0.0510, 2: -0.1373, 3: -0.1008}
 R_EVENT_OVERALL = -0.0772
 R_GROUP = {2004: -0.0797, 2006: -0.0229, 2007: -0.0261}
@@ -65,6 +65,7 @@ PEER = 1e-10
 
 @pytest.fixture(scope="module")
 def mpdta() -> pd.DataFrame:
+    """mpdta with a state column (FIPS state, the level minimum wages are set at) to cluster on."""
     df = moderndid.load_mpdta().to_pandas()
     df["state"] = df["countyreal"] // 1000  # FIPS state: 29 states, the level minimum wages are set at
     return df
@@ -79,6 +80,7 @@ def mpdta_unbalanced(mpdta) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def baseline(mpdta):
+    """att_gt on mpdta with R did's defaults (no covariates, never-treated controls, DR)."""
     return att_gt(mpdta, **KEYS)
 
 
@@ -100,7 +102,7 @@ def _md_agg(mp, kind, **kwargs):
 
 
 def test_att_gt_matches_r_did_published(baseline):
-    """ATT(g,t) and analytic SEs, no covariates, never-treated controls: R did 2.5.1 docs / issue #4."""
+    """ATT(g,t) and analytic SEs, no covariates, never-treated controls: R did 2.5.1 (tests/reference/r_did_mpdta.md)."""
     t = baseline.tidy()
     assert list(zip(t["cohort"], t["time"], strict=True)) == [(g, y) for g in (2004, 2006, 2007) for y in range(2004, 2008)]
     np.testing.assert_allclose(t["estimate"], R_ATT_NOCOV, atol=PRINTED)
@@ -415,6 +417,7 @@ def test_result_shape(baseline):
 
 
 def test_missing_column(mpdta):
+    """A missing outcome or covariate column is a ValueError naming it."""
     with pytest.raises(ValueError, match=r"\['nope'\] not found"):
         att_gt(mpdta, **{**KEYS, "outcome": "nope"})
     with pytest.raises(ValueError, match="not found"):
@@ -422,6 +425,7 @@ def test_missing_column(mpdta):
 
 
 def test_cohort_not_constant_within_unit(mpdta):
+    """A cohort that changes within a county is an error naming the county (8001)."""
     bad = mpdta.copy()
     bad.loc[(bad["countyreal"] == 8001) & (bad["year"] == 2005), "first.treat"] = 2006
     with pytest.raises(ValueError, match=r"cohort column 'first.treat' is not constant within 'countyreal'.*8001"):
@@ -429,23 +433,27 @@ def test_cohort_not_constant_within_unit(mpdta):
 
 
 def test_duplicate_unit_time_rows(mpdta):
+    """A repeated county-year is an error naming the pair."""
     bad = pd.concat([mpdta, mpdta.iloc[[3]]], ignore_index=True)
     with pytest.raises(ValueError, match=r"duplicate \('countyreal', 'year'\) rows.*\(8001, 2006\)"):
         att_gt(bad, **KEYS)
 
 
 def test_no_never_treated_with_never_control(mpdta):
+    """Without never-treated units, control='never' fails and points to control='notyet'."""
     with pytest.raises(ValueError, match="no never-treated units.*control='notyet'"):
         att_gt(mpdta[mpdta["first.treat"] > 0], **KEYS)
 
 
 def test_units_not_nested_in_clusters(mpdta):
+    """A cluster that is not constant within a unit is an error (clusters must sit above units)."""
     bad = mpdta.assign(state=np.where(mpdta["year"] == 2007, 0, mpdta["state"]))
     with pytest.raises(ValueError, match="units are not nested in clusters"):
         att_gt(bad, **KEYS, cluster="state")
 
 
 def test_bad_arguments_and_values(mpdta):
+    """Unknown method, control, base period, varying or negative weights and aggregation kinds fail clearly."""
     with pytest.raises(ValueError, match="method"):
         att_gt(mpdta, **KEYS, method="ols")
     with pytest.raises(ValueError, match="control"):
@@ -588,7 +596,7 @@ def test_cluster_bootstrap_band(mpdta):
     assert ((b["conf_high"] - b["estimate"]) / b["std_error"]).iloc[0] > 2.3
 
 
-# -- LaLonde / CPS: the propensity-score logit with money covariates (issue 14) ---------------------------
+# -- LaLonde / CPS: the propensity-score logit with money covariates (tests/reference/drdid_nsw.md) -------
 #: Stata drdid (= R DRDID drdid_panel / std_ipw_did_panel / reg_did_panel), printed to 4 decimals in
 #: friosavila/playingwithstata drdid/drdid_stata.md; see tests/reference/drdid_nsw.md (also moderndid 0.2.0).
 NSW_REFERENCE = {"dr": (-871.3271, 396.0211), "ipw": (-1021.609, 397.5201), "reg": (-1300.645, 349.8259)}
@@ -597,6 +605,7 @@ NSW_COVARIATES = ["age", "educ", "black", "married", "nodegree", "hisp", "re74"]
 
 @pytest.fixture(scope="module")
 def nsw():
+    """LaLonde's NSW experiment with the CPS comparison (moderndid's copy), the experimental group as cohort 1978."""
     import moderndid
 
     d = moderndid.load_nsw().to_pandas()

@@ -11,6 +11,7 @@ import pytest
 
 from analysis.did.bacon import bacon_decomp
 from analysis.did.twfe import twfe
+
 from staggered_sim import simulate_staggered
 
 warnings.filterwarnings("ignore", module="pyfixest")
@@ -42,6 +43,7 @@ PUBLISHED_TYPES = {  # type: (weight, avg_est)
 
 @pytest.fixture(scope="module")
 def ehec() -> pd.DataFrame:
+    """The Medicaid expansion panel (ehec) as shipped in the moderndid wheel."""
     return moderndid.load_ehec().to_pandas()
 
 

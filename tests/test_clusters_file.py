@@ -27,11 +27,13 @@ PROVINCE_CODE_OF_XPCC = "65"  # XPCC cities are coded under Xinjiang (自治区�
 
 @pytest.fixture(scope="module")
 def clusters() -> pd.DataFrame:
+    """The committed national cluster list, read by its reader."""
     return read_cluster_list(EXTERNAL / "clusters_national.csv")
 
 
 @pytest.fixture(scope="module")
 def codes() -> pd.DataFrame:
+    """The committed county codes (NBS 2023) the cluster list is checked against."""
     return pd.read_csv(EXTERNAL / "clusters_county_codes_nbs2023.csv", dtype=str)
 
 

@@ -33,6 +33,7 @@ def _panel(cohorts: list[float | None]) -> pd.DataFrame:
 
 
 def test_never_treated_is_zero_missing_or_infinite():
+    """Cohort 0, missing and infinite all read as never treated."""
     assert never_treated([0, None, np.inf, 2021]).tolist() == [True, True, True, False]
 
 

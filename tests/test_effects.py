@@ -38,11 +38,13 @@ FAMILIES = sorted(p.stem.removeprefix("effects_") for p in CONFIG_DIR.glob("effe
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_specification_loads(family):
+    """Each config/effects_*.yaml loads and its main outcome is one of its outcomes."""
     spec = load_family(family)
     assert spec["family"] == family and spec["main"] in [o["column"] for o in spec["outcomes"]]
 
 
 def test_family_errors_name_the_problem(tmp_path):
+    """A misspelt key and a main outcome outside the list are errors naming them."""
     (tmp_path / "effects_x.yaml").write_text("family: x\nmain: a\noutcomes: [{column: a}]\nsampel: null\n")
     with pytest.raises(ParameterError, match=r"unknown key\(s\) \['sampel'\]"):
         load_family("x", config_dir=tmp_path)
@@ -69,6 +71,7 @@ def test_pretrend_test_is_the_wald_statistic_of_pre_periods():
 
 
 def test_equality_test_against_hand_computation():
+    """The equality Wald statistic equals sum w (b - weighted mean)^2 computed by hand, df = groups - 1."""
     b, se = np.array([0.1, 0.3, 0.2]), np.array([0.05, 0.1, 0.05])
     w = 1 / se**2
     stat = np.sum(w * (b - np.sum(w * b) / w.sum()) ** 2)
@@ -78,6 +81,7 @@ def test_equality_test_against_hand_computation():
 
 
 def test_attach_truth_marks_coverage():
+    """Bias is estimate minus truth; covered is truth inside the interval; no truth leaves it missing."""
     tidy = pd.DataFrame({"outcome": ["y", "y"], "estimator": ["a", "b"], "term": "ATT", "estimate": [1.0, 2.0], "std_error": 0.1,
                          "conf_low": [0.8, 1.8], "conf_high": [1.2, 2.2], "p_value": 0.0, "n_obs": 10})
     truth = pd.DataFrame({"outcome": ["ty"], "aggregation": ["simple"], "att": [1.1]})
@@ -98,6 +102,7 @@ def test_stacked_is_compared_with_the_effect_at_impact():
 
 
 def test_proportional_truth_weights_cells_by_treated_observations():
+    """The ETWFE Poisson estimand, computed by hand on two cells weighted 2:1."""
     pot = pd.DataFrame({"cohort": [2020] * 3, "year": [2020, 2020, 2021], "event_time": [0, 0, 1],
                         "p_1": [2.0, 4.0, 3.0], "p_0": [1.0, 2.0, 1.0]})
     expected = (2 * np.log(6 / 3) + 1 * np.log(3 / 1)) / 3

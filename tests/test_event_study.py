@@ -11,6 +11,7 @@ import pytest
 
 from analysis.did.event_study import ESTIMATORS, event_study
 from analysis.results import TIDY_COLUMNS, combine
+
 from staggered_sim import simulate_staggered, true_event_effects
 
 warnings.filterwarnings("ignore", module="pyfixest")
@@ -20,11 +21,13 @@ NON_CS = [e for e in ESTIMATORS if e != "cs"]
 
 @pytest.fixture(scope="module")
 def sim() -> pd.DataFrame:
+    """A staggered panel with known dynamic effects and a covariate (tests/staggered_sim.py, seed 21)."""
     return simulate_staggered(seed=21)
 
 
 @pytest.fixture(scope="module")
 def results(sim):
+    """The event study of each non-CS estimator on it, with the covariate, clustered by cell."""
     return {est: event_study(sim, "y", "firm", "year", "cohort", estimator=est, covariates="x1", cluster="cell")
             for est in NON_CS}
 
@@ -89,7 +92,7 @@ def test_unknown_estimator():
 
 def test_cs_branch_on_mpdta():
     """Callaway-Sant'Anna through the dispatcher (needs analysis.did.att_gt): never-treated
-    controls, event-time rows -3..3 equal the R ``did`` vignette values (issue #4):
+    controls, event-time rows -3..3 equal R ``did``'s published values (tests/reference/r_did_mpdta.md):
     0.0305, -0.0006, -0.0245, -0.0199, -0.0510, -0.1373, -0.1008."""
     pytest.importorskip("analysis.did.att_gt")
     import moderndid

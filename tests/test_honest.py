@@ -42,6 +42,7 @@ def _tol(published: float, tol: float) -> float:
 
 @pytest.fixture(scope="module")
 def es():
+    """The TWFE event study of Medicaid expansion on insurance (ehec before 2016, 2015 adopters dropped), as in HonestDiD's README."""
     ehec = moderndid.load_ehec().to_pandas()
     d = ehec[(ehec["year"] < 2016) & (ehec["yexp2"].isna() | (ehec["yexp2"] != 2015))]
     return twfe(d, "dins", "stfips", "year", "yexp2", dynamic=True)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.did.imputation import imputation
+
 from staggered_sim import simulate_staggered, true_att, true_event_effects
 
 warnings.filterwarnings("ignore", module="diff_diff")
@@ -32,7 +33,7 @@ def test_static_att_matches_published_mpdta(mpdta):
     observations as controls), clustered by county.
 
     Reference: -0.047710 (SE 0.013222): Stata ``did_imputation lemp countyreal year first_treat``
-    and diff-diff ``ImputationDiD`` agree (issue #4).
+    and diff-diff ``ImputationDiD`` agree (tests/reference/r_did_mpdta.R and .md).
     """
     row = imputation(mpdta, "lemp", "countyreal", "year", "first.treat", aggregate="static").tidy().iloc[0]
     assert abs(row["estimate"] - (-0.047710)) < 5e-7

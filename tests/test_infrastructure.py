@@ -17,7 +17,8 @@ from scipy import stats
 
 from analysis.config import CONFIG_DIR, ROOT, ParameterError, deep_merge, load_params
 from analysis.io import atomic_write, file_hash, read_log, read_table, record_reads, write_parquet, write_text
-from analysis.results import EstimationResult, check_tidy, combine, export_table, tidy_frame, wide_table
+from analysis.results import EstimationResult, check_tidy, combine, tidy_frame
+from analysis.tables import export_table, wide_table
 
 from tools_import import load_tool
 
@@ -29,18 +30,34 @@ module_closure, notebook_imports = _deps.module_closure, _deps.notebook_imports
 # --- parameter sets ------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("effects_")), ids=lambda p: p.stem)
 def test_every_parameter_set_loads(path):
-    """Each parameter set in config/ merges over default.yaml without unknown keys (effects_*.yaml are
-    outcome-family specifications, checked in test_effects)."""
+    """Each parameter set in config/ merges over default.yaml without unknown keys: the result has every
+    key of default.yaml, the set's own values where it gives them and the default's elsewhere
+    (effects_*.yaml are outcome-family specifications, checked in test_effects)."""
+    import yaml
+
+    default = yaml.safe_load((CONFIG_DIR / "default.yaml").read_text(encoding="utf-8"))
+    own = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     params = load_params(path.stem)
-    assert params["config"] == path.stem
+
+    def check(merged, base, override, where):
+        for key, value in base.items():
+            assert key in merged, f"{where}{key} missing"
+            if isinstance(value, dict) and value and isinstance(override.get(key), dict):
+                check(merged[key], value, override[key], f"{where}{key}.")
+            else:
+                assert merged[key] == override.get(key, value), f"{where}{key}"
+
+    check(params, default, own, "")
 
 
 def test_unknown_key_is_named():
+    """A misspelt parameter stops the merge with its dotted name."""
     with pytest.raises(ParameterError, match=r"unknown parameter 'did.clustr'"):
         deep_merge({"did": {"cluster": "x"}}, {"did": {"clustr": "y"}})
 
 
 def test_missing_parameter_file_lists_the_available_ones():
+    """A missing parameter set is an error listing the sets that exist."""
     with pytest.raises(ParameterError, match="not found; available: .*small"):
         load_params("no_such_set")
 
@@ -71,6 +88,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    """A failed overwrite leaves the previous file as it was."""
     target = write_text("old", tmp_path / "a.txt")
     with pytest.raises(ValueError):
         with atomic_write(target) as tmp:
@@ -135,6 +153,7 @@ def test_record_reads_logs_each_input_read_with_its_hash(tmp_path):
 
 
 def test_read_table_errors_name_the_file(tmp_path):
+    """A missing file and an unsupported suffix are errors naming the file."""
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         read_table(tmp_path / "missing.csv")
     (tmp_path / "x.sav").write_text("")
@@ -155,11 +174,13 @@ def test_tidy_frame_normal_and_t_inference():
 
 
 def test_uniform_band_critical_value():
+    """A given critical value (a uniform band's) replaces the normal quantile in the bounds."""
     t = tidy_frame([0.0, 1.0], [1.0, 1.0], term=["a", "b"], outcome="y", estimator="cs", n_obs=1, crit=2.7)
     assert t["conf_high"].tolist() == [2.7, 3.7]
 
 
 def test_result_slices_one_table():
+    """coef(), se() and vcov are slices of the one tidy table; repr and HTML show it."""
     res = EstimationResult.from_estimates(estimate=[0.2, 0.3], std_error=[0.1, 0.1], term=["x", "z"], outcome="y",
                                           estimator="ols", n_obs=10, vcov=np.eye(2) * 0.01, event_time=[0, 1])
     assert res.coef().to_dict() == {"x": 0.2, "z": 0.3}
@@ -171,6 +192,7 @@ def test_result_slices_one_table():
 
 
 def test_check_tidy_names_missing_columns():
+    """A frame without the tidy columns is an error naming the missing ones."""
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['p_value', 'n_obs'\]"):
         check_tidy(pd.DataFrame(columns=["outcome", "estimator", "term", "estimate", "std_error", "conf_low", "conf_high"]))
 
@@ -198,5 +220,6 @@ def test_dependency_closure_is_transitive():
 
 
 def test_notebook_imports_are_found():
+    """The notebook's imports of analysis modules are read from its code cells."""
     mods = notebook_imports(ROOT / "notebooks" / "02_descriptives.ipynb")
     assert {"analysis.describe", "analysis.plots", "analysis.panel"} <= mods

@@ -33,6 +33,7 @@ PAT = ["patents_invention", "patents_utility", "patents_design"]
 
 @pytest.fixture(scope="module")
 def records(small_world):
+    """Patent and pollution records generated from the small world, with name twins."""
     return example_records(small_world, seed=7, n_twins=4)
 
 
@@ -58,11 +59,13 @@ def test_normalisation_follows_he_et_al():
 
 def test_type_from_application_number_and_reader_errors(tmp_path):
     """CNIPA numbers carry the type (5th digit since 2003); a missing column or bad date is named."""
-    assert patent_type_from_number(pd.Series(["CN201810123456.X", "CN201920123456.1", "CN202030123456.2", "CN201880123456.0"])).tolist() == ["invention", "utility", "design", "invention"]
+    numbers = pd.Series(["CN201810123456.X", "CN201920123456.1", "CN202030123456.2", "CN201880123456.0"])
+    assert patent_type_from_number(numbers).tolist() == ["invention", "utility", "design", "invention"]
     with pytest.raises(LinkageError, match="applicants"):
         read_applications(pd.DataFrame({"app_no": ["CN202110000001.1"], "filing_date": ["2021-01-01"]}))
     with pytest.raises(LinkageError, match=r"rows \[1\]"):
-        read_applications(pd.DataFrame({"app_no": ["CN202110000001.1", "CN202110000002.1"], "filing_date": ["2021-01-01", "not a date"], "applicants": ["a", "b"]}))
+        read_applications(pd.DataFrame({"app_no": ["CN202110000001.1", "CN202110000002.1"], "filing_date": ["2021-01-01", "not a date"],
+                                        "applicants": ["a", "b"]}))
     p = tmp_path / "a.xlsx"
     pd.DataFrame({"申请号": ["CN202120000002.2"], "申请日": ["2021-05-02"], "申请人": ["甲公司"], "专利类型": ["实用新型"]}).to_excel(p, index=False)
     assert read_applications(p)["patent_type"].tolist() == ["utility"]

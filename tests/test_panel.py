@@ -18,12 +18,15 @@ from analysis.schema import PanelError
 
 
 def test_event_time_missing_for_never_treated():
+    """Event time is year minus cohort, missing for never-treated firms."""
     df = pd.DataFrame({"year": [2020, 2024, 2024], "cohort": [2023, 2023, 0]})
     assert event_time(df).tolist() == [-3, 1, pd.NA]
 
 
 def test_assign_clusters_rejects_a_cell_certified_twice():
-    clusters = pd.DataFrame({"cluster_id": ["a", "b"], "county_code": [1, 1], "industry_code": [26, 26], "batch": [2022, 2023], "announced": ["2023-01-11", "2023-10-18"]})
+    """A county x industry cell on the list twice is an error."""
+    clusters = pd.DataFrame({"cluster_id": ["a", "b"], "county_code": [1, 1], "industry_code": [26, 26], "batch": [2022, 2023],
+                             "announced": ["2023-01-11", "2023-10-18"]})
     firms = pd.DataFrame({"firm_id": [1], "year": [2020], "county_code": [1], "industry_code": [26]})
     with pytest.raises(PanelError, match="certifies the same county x industry cell twice"):
         assign_clusters(firms, clusters, late_month=7, last_year=2025)
@@ -43,6 +46,7 @@ def test_add_outcomes_definitions():
 
 
 def test_baseline_is_the_year_before_certification():
+    """A treated firm's baseline is its value the year before its cohort; a never-treated firm's, its first year."""
     df = pd.DataFrame({"firm_id": [1, 1, 1, 2, 2], "year": [2021, 2022, 2023, 2021, 2022], "cohort": [2023] * 3 + [0] * 2, "x": [1, 2, 3, 7, 8]})
     assert baseline(df, "x").tolist() == [2, 2, 2, 7, 7]
 
@@ -73,6 +77,7 @@ def test_real_data_path_reproduces_the_panel_and_leaves_raw_files_untouched(tmp_
 
 
 def test_real_data_errors_name_the_file_and_column(tmp_path, small_world):
+    """Bad rename maps and missing contract columns in raw files are errors naming the column and file."""
     fpath, cpath = _write_raw(tmp_path, small_world)
     params = load_params("small")
     params["data"].update(source="raw", raw_firms=str(fpath), raw_clusters=str(cpath), rename={"no_such_column": "firm_id"})

@@ -149,7 +149,8 @@ def test_reports_render_in_chromium(project):
     problems: list[str] = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
+            flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+            browser = p.chromium.launch(executable_path=chromium, args=flags)
             page = browser.new_page()
             page.on("console", lambda m: problems.append(f"console {m.type} on {page.url}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error on {page.url}: {e}"))

@@ -16,6 +16,7 @@ from analysis.schema import COLUMNS, REQUIRED, PanelError, validate_panel
 
 @pytest.fixture
 def panel() -> pd.DataFrame:
+    """A five-row panel that meets the contract."""
     return pd.DataFrame(
         {
             "firm_id": [1, 1, 2, 2, 3],
@@ -42,6 +43,7 @@ def test_small_world_meets_the_contract(small_world):
 
 @pytest.mark.parametrize("column", REQUIRED)
 def test_missing_required_column(panel, column):
+    """Each required column, when absent, is named in the error."""
     with pytest.raises(PanelError, match=rf"missing required column\(s\) \['{column}'\]"):
         validate_panel(panel.drop(columns=column))
 
@@ -56,11 +58,13 @@ def test_wrong_type_names_column_and_rows(panel):
 
 
 def test_fractional_count(panel):
+    """A fractional patent count is an error naming the column."""
     with pytest.raises(PanelError, match="column 'patents_invention' must hold whole numbers"):
         validate_panel(panel.assign(patents_invention=[0, 0.5, 0, 0, 1]))
 
 
 def test_duplicate_firm_year(panel):
+    """A repeated firm-year is an error showing the rows."""
     bad = pd.concat([panel, panel.iloc[[0]]], ignore_index=True)
     with pytest.raises(PanelError, match="duplicate firm-year: 2 rows") as err:
         validate_panel(bad)
@@ -69,6 +73,7 @@ def test_duplicate_firm_year(panel):
 
 @pytest.mark.parametrize("value", [0.0, -3.0])
 def test_nonpositive_input_where_logs_are_taken(panel, value):
+    """Zero or negative labor (whose log is taken) is an error showing the value."""
     bad = panel.copy()
     bad.loc[3, "labor"] = value
     with pytest.raises(PanelError, match="column 'labor' must be positive where present") as err:
@@ -84,11 +89,13 @@ def test_missing_inputs_are_allowed(panel):
 
 
 def test_year_out_of_range(panel):
+    """A year outside 1990-2035 is an error counting the rows."""
     with pytest.raises(PanelError, match="column 'year' out of range 1990-2035 in 1 row"):
         validate_panel(panel.assign(year=[2015, 2016, 2015, 2016, 2061]))
 
 
 def test_cohort_not_constant_within_firm(panel):
+    """A firm whose cohort changes is an error counting the firms."""
     with pytest.raises(PanelError, match="column 'cohort' is not constant within firm for 1 firm"):
         validate_panel(panel.assign(cohort=[2016, 0, 0, 0, 0]))
 
@@ -109,6 +116,7 @@ def test_missing_cohort_counts_as_never_treated(panel):
 
 
 def test_source_is_named(panel):
+    """Errors on a user's file start with the file's name."""
     with pytest.raises(PanelError, match=r"^data/raw/firms.csv: missing"):
         validate_panel(panel.drop(columns="year"), source="data/raw/firms.csv")
 

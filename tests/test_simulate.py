@@ -123,9 +123,9 @@ def test_selection_on_observables(default_world):
     assert size[certified].median() > 3 * size[~certified].median()
 
 
-# --- plausibility against public facts (../shared/CALIBRATION.md, cited in data/README.md) ---------
+# --- plausibility against public facts (the table of the world's defaults in data/README.md, with sources) ---
 def test_zero_patent_share_like_asif(default_world):
-    """He et al. (2018) / CALIBRATION: about 94 % of ASIF firm-years have no patent application; allow 85-96 %."""
+    """He et al. (2018), as cited in data/README.md: about 94 % of ASIF firm-years have no patent application; allow 85-96 %."""
     p = add_outcomes(default_world.panel)
     zero = (p["patents_total"] == 0).groupby(p["year"]).mean()
     assert zero.between(0.85, 0.96).all(), zero.to_dict()

@@ -12,6 +12,7 @@ import pytest
 
 from analysis.did._common import prepare_panel
 from analysis.did.stacked import stack_data, stacked
+
 from staggered_sim import simulate_staggered, true_event_effects
 
 warnings.filterwarnings("ignore", module="pyfixest")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.did.sunab import sunab
+
 from staggered_sim import simulate_staggered, true_event_effects
 
 warnings.filterwarnings("ignore", module="pyfixest")
@@ -21,7 +22,8 @@ def test_post_periods_equal_published_cs_event_study_on_mpdta(mpdta):
     2x2 DiDs against the never treated, i.e. Callaway-Sant'Anna's event-study aggregation.
 
     Reference: R ``did`` vignette / reference docs, ``aggte(att_gt(lemp ~ 1, mpdta, never
-    treated), type = "dynamic")``, event times 0..3: -0.0199, -0.0510, -0.1373, -0.1008 (issue #4).
+    treated), type = "dynamic")``, event times 0..3: -0.0199, -0.0510, -0.1373, -0.1008
+    (tests/reference/r_did_mpdta.md).
     """
     tab = sunab(mpdta, "lemp", "countyreal", "year", "first.treat").tidy().set_index("event_time")
     published = {0: -0.0199, 1: -0.0510, 2: -0.1373, 3: -0.1008}
@@ -122,7 +124,7 @@ def test_cohort_aggregation_equals_published_cs_group_effects_on_mpdta(mpdta):
     2x2 DiDs against the never treated, i.e. R did's group aggregation.
 
     Reference: R did 2.5.1 reference/aggte.html, ``aggte(type = "group")`` on mpdta:
-    2004 -0.0797, 2006 -0.0229, 2007 -0.0261 (also used in tests/test_att_gt.py, issue #4).
+    2004 -0.0797, 2006 -0.0229, 2007 -0.0261 (tests/reference/r_did_mpdta.md; also in tests/test_att_gt.py).
     The standard errors differ from R did's by design (regression-based clustered covariance).
     """
     tab = sunab(mpdta, "lemp", "countyreal", "year", "first.treat", aggregate="cohort").tidy()

@@ -13,10 +13,11 @@ import warnings
 
 import pandas as pd
 import pytest
-from acf_dgp import TRUE_BK, TRUE_BL, simulate_acf
 from reference.tfp_published import PRODEST_TABLE2
 
 from analysis.tfp import MultipleRootsWarning, estimate_production
+
+from acf_dgp import TRUE_BK, TRUE_BL, simulate_acf
 
 KW = dict(unit="firm", time="year", se="none")
 N_LARGE = 20_000  # firms in the CI samples (x 10 years)

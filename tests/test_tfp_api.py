@@ -9,10 +9,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from acf_dgp import TRUE_BK, TRUE_BL, simulate_acf
 
 from analysis.results import TIDY_COLUMNS, check_tidy
 from analysis.tfp import METHODS, MultipleRootsWarning, ProductionResult, estimate_production
+
+from acf_dgp import TRUE_BK, TRUE_BL, simulate_acf
 
 KW = dict(unit="firm", time="year")
 
@@ -156,8 +157,8 @@ def test_fe_matches_linearmodels(dgp2):
 def test_fe_bootstrap_path_matches_pyfixest(dgp2):
     """Inside the bootstrap FE is computed with NumPy (alternating projections); on the full
     sample it equals pyfixest's estimate."""
-    from analysis.tfp.estimate import _build_panel
     from analysis.tfp.core import Options
+    from analysis.tfp.estimate import _build_panel
     from analysis.tfp.linear import fit_linear
 
     panel, _ = _build_panel(dgp2, output="y", free=["l"], state=["k"], proxy=None, share=None, markov=[],

@@ -7,10 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from acf_dgp import simulate_acf
 from reference.tfp_published import PRODEST_TABLE2
 
 from analysis.tfp import MultipleRootsWarning, estimate_production
+
+from acf_dgp import simulate_acf
 
 KW = dict(unit="firm", time="year", progress=False)
 

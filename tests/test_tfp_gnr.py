@@ -28,11 +28,13 @@ DATA = Path(__file__).parent / "reference" / "gnr_data_500.csv.gz"
 
 @pytest.fixture(scope="module")
 def gnr_data() -> pd.DataFrame:
+    """The first 500 firms of GNR's replication data (tests/reference/gnr_data_500.md says how they were cut)."""
     return pd.read_csv(DATA)
 
 
 @pytest.fixture(scope="module")
 def gnr_fit(gnr_data):
+    """GNR on them, gross output, capital and labor non-flexible, intermediates flexible."""
     return estimate_production(gnr_data, "yg", [], "k", "i", unit="id", time="time", method="gnr", share="si",
                                se="none")
 
@@ -54,8 +56,8 @@ def test_second_stage_solves_moments_that_published_point_does_not(gnr_fit, gnr_
     (criterion < 1e-10) where theirs is not, and it is the root a search from their point
     reaches."""
     from analysis.tfp.core import Options
-    from analysis.tfp.gnr import fit_gnr
     from analysis.tfp.estimate import _build_panel
+    from analysis.tfp.gnr import fit_gnr
 
     panel, _ = _build_panel(gnr_data, output="yg", free=[], state=["k"], proxy="i", share="si", markov=[],
                             exit_col=None, unit="id", time="time")

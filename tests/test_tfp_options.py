@@ -12,9 +12,10 @@ import warnings
 
 import numpy as np
 import pytest
-from acf_dgp import TRUE_BK, TRUE_BL, olley_pakes_exit, simulate_acf
 
 from analysis.tfp import MultipleRootsWarning, estimate_production
+
+from acf_dgp import TRUE_BK, TRUE_BL, olley_pakes_exit, simulate_acf
 
 KW = dict(unit="firm", time="year", se="none")
 
@@ -67,7 +68,7 @@ def test_exit_correction_removes_selection_bias():
 def test_exit_column_equals_inferred_exit():
     """``exit="col"`` with a 0/1 column built the documented way (1 in a firm's last year
     before the panel ends, missing in the final year) gives the same estimate as
-    ``exit=True``; OP accepts it as well."""
+    ``exit=True``, for LP and for OP (investment proxy)."""
     df = olley_pakes_exit(simulate_acf(2, 600, seed=2))
     last = df.groupby("firm")["year"].transform("max")
     df["exits"] = (df["year"] == last).astype(float)
@@ -75,5 +76,7 @@ def test_exit_column_equals_inferred_exit():
     a = estimate_production(df, "y", "l", "k", "m", method="lp", exit=True, **KW).coef()
     b = estimate_production(df, "y", "l", "k", "m", method="lp", exit="exits", **KW).coef()
     np.testing.assert_allclose(a, b)
-    op = estimate_production(df, "y", "l", "k", "i", method="op", exit=True, **KW).coef()
-    assert np.all(np.isfinite(op))
+    op_inferred = estimate_production(df, "y", "l", "k", "i", method="op", exit=True, **KW).coef()
+    op_column = estimate_production(df, "y", "l", "k", "i", method="op", exit="exits", **KW).coef()
+    assert np.all(np.isfinite(op_column))
+    np.testing.assert_allclose(op_inferred, op_column)

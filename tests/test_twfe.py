@@ -16,6 +16,7 @@ import pytest
 
 from analysis.did.imputation import imputation
 from analysis.did.twfe import twfe
+
 from staggered_sim import simulate_staggered, true_att
 
 warnings.filterwarnings("ignore", module="pyfixest")
@@ -23,6 +24,7 @@ warnings.filterwarnings("ignore", module="pyfixest")
 
 @pytest.fixture(scope="module")
 def ehec() -> pd.DataFrame:
+    """The Medicaid expansion panel (ehec) as shipped in the moderndid wheel."""
     return moderndid.load_ehec().to_pandas()
 
 

@@ -86,7 +86,8 @@ def select_parameters(declared: Sequence[str], from_files: Mapping[str, Any], ex
     """
     unknown = [k for k in explicit if k not in declared]
     if unknown:
-        raise ValueError(f"the notebook declares no parameter {', '.join(map(repr, unknown))} (its parameters cell declares: {', '.join(declared) or 'nothing'})")
+        raise ValueError(f"the notebook declares no parameter {', '.join(map(repr, unknown))} "
+                         f"(its parameters cell declares: {', '.join(declared) or 'nothing'})")
     params = {k: v for k, v in from_files.items() if k in declared}
     params.update(explicit)
     return params, sorted(k for k in from_files if k not in declared)
@@ -112,6 +113,7 @@ def attach_inputs(nb: nbformat.NotebookNode, entries: Sequence[Mapping[str, str]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line (see the module docstring); returns papermill's exit status."""
     parser = argparse.ArgumentParser(prog="tools/run_notebook.py", description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path)
     parser.add_argument("output", type=Path)

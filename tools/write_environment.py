@@ -22,6 +22,7 @@ dependencies:
 
 
 def main(lock: str, target: str) -> None:
+    """Write ``target`` (environment.yml) pinning exactly what ``lock`` (requirements.lock) pins."""
     pins = [ln.strip() for ln in Path(lock).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     Path(target).write_text(HEADER + "".join(f"      - {p}\n" for p in pins))
 

@@ -28,6 +28,15 @@ __all__ = [
     "cohort_summary",
     "balance_table",
     "outcome_trends",
+    "VARIABLES",
+    "CHARACTERISTICS",
+    "panel_note",
+    "cohorts",
+    "rollout_note",
+    "clusters_by_province",
+    "clusters_by_industry",
+    "characteristics",
+    "balance_note",
 ]
 
 NEVER = "never certified"
@@ -170,3 +179,63 @@ def outcome_trends(panel: pd.DataFrame, outcome: str, *, group: pd.Series | None
     agg["conf_low"], agg["conf_high"] = agg["mean"] - half, agg["mean"] + half
     agg["group"] = pd.Categorical(agg["group"], categories=_group_order(agg["group"]), ordered=True)
     return agg.sort_values(["group", "year"]).drop(columns="std").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# what the data and descriptive reports show
+# ---------------------------------------------------------------------------------------------
+#: variables of the summary-statistics table (those present in the panel are shown)
+VARIABLES: tuple[str, ...] = ("output", "value_added", "capital", "labor", "materials", "investment", "age",
+                              "patents_invention", "patents_utility", "patents_design", "any_patent", "so2", "cod", "co2")
+#: firm characteristics compared before certification (those present in the panel are shown)
+CHARACTERISTICS: tuple[str, ...] = ("log_output", "log_value_added", "log_labor", "log_capital", "age", "patents_total", "any_patent", "sme")
+
+
+def cohorts(panel: pd.DataFrame) -> list:
+    """The treated cohorts (first treated years) in the panel, sorted."""
+    return sorted(panel.loc[panel["cohort"] > 0, "cohort"].unique())
+
+
+def panel_note(panel: pd.DataFrame, params: dict) -> str:
+    """What the panel is: its source, firms, firm-years, years, certified members and cohorts."""
+    n_firms, n_obs = panel["firm_id"].nunique(), len(panel)
+    y0, y1 = panel["year"].min(), panel["year"].max()
+    members = panel.loc[panel["cohort"] > 0, "firm_id"].nunique()
+    synthetic = params["data"]["source"] == "synthetic"
+    source = "the synthetic world (simulated; see data/README.md)" if synthetic else f"the user's data in `{params['data']['raw_firms']}`"
+    return (
+        f"The panel comes from {source}: **{n_firms:,} firms** and **{n_obs:,} firm-years**, {y0}-{y1}, "
+        f"unbalanced (a firm is observed {n_obs / n_firms:.1f} years on average). "
+        f"{members:,} firms belong to clusters certified within the data years "
+        f"(cohorts {', '.join(map(str, cohorts(panel)))}). "
+        "The panel passed every check of the data contract (`analysis.schema.validate_panel`)."
+    )
+
+
+def rollout_note(clusters: pd.DataFrame) -> str:
+    """How many certified clusters have firms in the panel, and how many are first treated within the data."""
+    n_in = int((clusters["cohort"] > 0).sum())
+    return (f"{len(clusters)} certified clusters have firms in the panel; {n_in} of them are first treated within the data years, "
+            f"{len(clusters) - n_in} after (their firms serve as not-yet-treated comparisons).")
+
+
+def clusters_by_province(clusters: pd.DataFrame) -> pd.DataFrame:
+    """Certified clusters per province, most first (column ``clusters``)."""
+    return clusters.groupby("province").size().sort_values(ascending=False).rename("clusters").to_frame()
+
+
+def clusters_by_industry(clusters: pd.DataFrame) -> pd.DataFrame:
+    """Certified clusters per 2-digit industry (rows) and batch (columns)."""
+    return clusters.groupby(["industry_code", "batch"]).size().unstack(fill_value=0)
+
+
+def characteristics(panel: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The panel with ``sme`` as a share (float) and the :data:`CHARACTERISTICS` it has."""
+    return panel.assign(sme=panel["sme"].astype(float)), [c for c in CHARACTERISTICS if c in panel]
+
+
+def balance_note(balance: pd.DataFrame, *, threshold: float = 0.25) -> str:
+    """The characteristics whose standardised difference exceeds ``threshold`` (the usual flag), in words."""
+    flagged = [f"{row} ({col.removeprefix('std. diff. ')})" for col in balance.columns if col.startswith("std. diff.")
+               for row, v in balance[col].dropna().items() if abs(v) > threshold]
+    return f"Standardised differences above {threshold:g}: " + (", ".join(flagged) if flagged else "none") + "."

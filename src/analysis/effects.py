@@ -4,9 +4,11 @@
 and calls :func:`estimate_family`, which returns a :class:`FamilyEffects` of tidy frames: the
 headline ATT of each outcome by estimator, event studies, ATT by cohort and by calendar year,
 pre-trend tests, HonestDiD sensitivity, heterogeneity with tests of equal effects, and Poisson
-pseudo-maximum-likelihood estimates for counts. On the synthetic world each frame can be put
-next to the truth with :func:`attach_truth`. The summary page reads the saved frames, so every
-number in every table comes from one place.
+pseudo-maximum-likelihood estimates for counts. On the synthetic world each frame is put next to
+the truth by :mod:`analysis.truth`. The summary page reads the saved frames, so every number in
+every table comes from one place. The reports' steps are functions here too (:func:`family_inputs`,
+:func:`headline_note`, :func:`event_figures`, :func:`family_heterogeneity`, :func:`load_summary`...),
+so the notebooks only call and show. The main estimator is the parameter ``did.main``.
 
 Estimators (names used in tidy frames and parameter files):
 
@@ -42,7 +44,9 @@ from tqdm.auto import tqdm
 from analysis.config import CONFIG_DIR, ParameterError, processed_dir
 from analysis.did.data import DiDPanel, as_panel
 from analysis.io import progress_options, write_parquet
-from analysis.results import EstimationResult, check_tidy, wide_table
+from analysis.results import EstimationResult, check_tidy
+from analysis.tables import wide_table
+from analysis.truth import attach_truth, attach_truth_overall, count_truth, heterogeneity_truth, proportional_truth, truth_by_group
 
 __all__ = [
     "ESTIMATOR_LABELS",
@@ -65,6 +69,27 @@ __all__ = [
     "bias_summary",
     "save_family",
     "load_saved",
+    "HETEROGENEITY",
+    "heterogeneity_groups",
+    "FamilyInputs",
+    "family_inputs",
+    "sample_note",
+    "estimate",
+    "clusters_note",
+    "headline_note",
+    "event_figures",
+    "cohort_year_tables",
+    "pretrend_table",
+    "pretrend_note",
+    "honest_note",
+    "family_heterogeneity",
+    "count_table",
+    "save_results",
+    "Summary",
+    "load_summary",
+    "summary_figure",
+    "summary_note",
+    "bias_by_outcome",
 ]
 
 ESTIMATOR_LABELS: dict[str, str] = {
@@ -254,7 +279,7 @@ def heterogeneity(
     outcome: str,
     groups: Mapping[str, pd.Series],
     *,
-    estimator: str = "cs_dr",
+    estimator: str,
     **kwargs: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Overall ATT within subgroups (treated and controls of the same group), and tests of equality.
@@ -268,7 +293,7 @@ def heterogeneity(
     groups
         ``{dimension: Series of group labels aligned with data}``, e.g. baseline SME status.
     estimator
-        Estimator name (see :func:`run_estimator`).
+        Estimator name (see :func:`run_estimator`); the study's is ``did.main``.
 
     Returns
     -------
@@ -323,72 +348,6 @@ def count_effects(
 
 
 # ---------------------------------------------------------------------------------------------
-# the synthetic world's truth
-# ---------------------------------------------------------------------------------------------
-def attach_truth(tidy: pd.DataFrame, truth: pd.DataFrame | None, mapping: Mapping[str, str | None], aggregation: str) -> pd.DataFrame:
-    """Add ``truth``, ``bias`` and ``covered`` (truth inside the confidence interval) columns.
-
-    ``mapping`` maps outcome columns to outcomes of the world's truth table; ``aggregation`` is
-    ``simple``, ``event``, ``group`` or ``calendar``. Without a truth table the frame is returned
-    with empty columns.
-    """
-    out = tidy.copy()
-    out["truth"] = np.nan
-    if truth is not None:
-        key = {"simple": [], "event": ["event_time"], "group": ["cohort"], "calendar": ["time"]}[aggregation]
-        t = truth[truth["aggregation"] == aggregation]
-        for col, name in mapping.items():
-            if name is None:
-                continue
-            tt = t[t["outcome"] == name]
-            rows = out["outcome"] == col
-            if not key:
-                out.loc[rows, "truth"] = float(tt["att"].iloc[0]) if len(tt) else np.nan
-            else:
-                lookup = tt.set_index(key[0])["att"]
-                out.loc[rows, "truth"] = pd.to_numeric(out.loc[rows, key[0]], errors="coerce").map(lookup).astype(float)
-    out["bias"] = out["estimate"] - out["truth"]
-    out["covered"] = ((out["conf_low"] <= out["truth"]) & (out["truth"] <= out["conf_high"])).astype("boolean")
-    out.loc[out["truth"].isna(), "covered"] = pd.NA
-    return out
-
-
-def attach_truth_overall(simple: pd.DataFrame, truth: pd.DataFrame | None, mapping: Mapping[str, str | None]) -> pd.DataFrame:
-    """:func:`attach_truth` for overall ATTs, each compared with its own estimand.
-
-    Every estimator targets the average effect over certified firm-years (``simple``), except
-    stacked DiD, whose window ends at event time 0 here (see :func:`run_estimator`): its rows are
-    compared with the true effect at impact.
-    """
-    out = attach_truth(simple, truth, mapping, "simple")
-    stacked = (out["estimator"] == "stacked").to_numpy()
-    if truth is not None and stacked.any():
-        impact = attach_truth(simple.assign(event_time=0), truth, mapping, "event")
-        out.loc[stacked, ["truth", "bias", "covered"]] = impact.loc[stacked, ["truth", "bias", "covered"]]
-    return out
-
-
-def truth_by_group(potential: pd.DataFrame, labels: pd.DataFrame, outcome: str, dimension: str) -> pd.Series:
-    """True ATT (mean Y(1) - Y(0) over post-certification member firm-years) by group label.
-
-    ``labels`` has ``firm_id``, ``year`` and the ``dimension`` column.
-    """
-    post = potential[potential["event_time"] >= 0]
-    d = post.merge(labels[["firm_id", "year", dimension]], on=["firm_id", "year"], how="inner")
-    d = d.dropna(subset=[f"{outcome}_1", f"{outcome}_0"])
-    return (d[f"{outcome}_1"] - d[f"{outcome}_0"]).groupby(d[dimension].astype(str)).mean()
-
-
-def proportional_truth(potential: pd.DataFrame, outcome: str) -> float:
-    """True effect on a count as a log ratio: the treated-observation-weighted mean over (cohort, year)
-    cells of ``log(sum Y(1) / sum Y(0))``, the estimand of the extended TWFE Poisson."""
-    post = potential[potential["event_time"] >= 0]
-    cell = post.groupby(["cohort", "year"]).agg(y1=(f"{outcome}_1", "sum"), y0=(f"{outcome}_0", "sum"), n=(f"{outcome}_1", "size"))
-    cell = cell[(cell["y0"] > 0) & (cell["y1"] > 0)]
-    return float(np.average(np.log(cell["y1"] / cell["y0"]), weights=cell["n"]))
-
-
-# ---------------------------------------------------------------------------------------------
 # the family
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -427,7 +386,7 @@ def estimate_family(
         The family, from :func:`load_family`.
     did
         The ``did`` section of the parameter set (``cluster``, ``alpha``, ``n_boot``,
-        ``estimators``, ``window``).
+        ``estimators``, ``main``, ``window``); only the main estimator gets bootstrap draws.
     seed
         For the multiplier bootstrap of the main estimator.
     progress
@@ -445,7 +404,7 @@ def estimate_family(
         if outcome not in checked:
             checked[outcome] = as_panel(panel.dropna(subset=[outcome]), unit="firm_id", time="year", cohort="cohort", cluster=did["cluster"])
         data = checked[outcome]
-        n_boot = did["n_boot"] if est == "cs_dr" else 0
+        n_boot = did["n_boot"] if est == did["main"] else 0
         results[(outcome, est)] = run_estimator(est, data, outcome, cluster=did["cluster"], window=window, alpha=did["alpha"], n_boot=n_boot, seed=seed)
 
     def stack(kind: str) -> pd.DataFrame:
@@ -565,3 +524,338 @@ def load_saved(config: str, family: str) -> dict[str, pd.DataFrame]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist; run the effects report of family '{family}' first")
     return {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+
+
+# ---------------------------------------------------------------------------------------------
+# the report of one family (notebooks/04_effects.ipynb) and the summary (05_summary.ipynb)
+# ---------------------------------------------------------------------------------------------
+#: how each name in ``did.heterogeneity`` splits the sample: (dimension label, labels of a panel)
+HETEROGENEITY: dict[str, tuple[str, Any]] = {
+    "sme": ("size", lambda panel: _baseline(panel, "sme").map({True: "SME", False: "large"})),
+}
+
+
+def _baseline(panel: pd.DataFrame, column: str) -> pd.Series:
+    from analysis.panel import baseline
+
+    return baseline(panel, column)
+
+
+def heterogeneity_groups(panel: pd.DataFrame, dimensions: Sequence[str]) -> dict[str, pd.Series]:
+    """The subgroups of the heterogeneity analysis, from the parameter set's ``did.heterogeneity``.
+
+    ``sme`` splits by SME status at baseline (the year before certification, or the first year;
+    dimension ``size``, groups ``SME`` / ``large``); any other name is a panel column whose
+    values are the groups (``ownership``, ``region``...).
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        The panel.
+    dimensions : sequence of str
+        Names from ``did.heterogeneity``.
+
+    Returns
+    -------
+    dict
+        ``{dimension: labels aligned with panel}``.
+
+    Raises
+    ------
+    KeyError
+        Naming a dimension that is neither a rule of :data:`HETEROGENEITY` nor a panel column.
+    """
+    groups: dict[str, pd.Series] = {}
+    for name in dimensions:
+        if name in HETEROGENEITY:
+            label, make = HETEROGENEITY[name]
+            groups[label] = make(panel)
+        elif name in panel.columns:
+            groups[name] = panel[name]
+        else:
+            raise KeyError(f"did.heterogeneity names {name!r}, which is neither {sorted(HETEROGENEITY)} nor a panel column")
+    return groups
+
+
+@dataclass
+class FamilyInputs:
+    """What the report of one outcome family reads: parameters, specification, panel, the world's truth.
+
+    Built by :func:`family_inputs`; the properties are the pieces the report uses over and over.
+    """
+
+    config: str
+    family: str
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    panel: pd.DataFrame
+    world: dict[str, pd.DataFrame]
+
+    @property
+    def did(self) -> dict[str, Any]:
+        """The ``did`` section of the parameter set."""
+        return self.params["did"]
+
+    @property
+    def main(self) -> str:
+        """The family's main outcome."""
+        return self.spec["main"]
+
+    @property
+    def main_estimator(self) -> str:
+        """The study's main estimator (``did.main``)."""
+        return self.did["main"]
+
+    @property
+    def outcomes(self) -> list[str]:
+        """The family's outcome columns (not the counts)."""
+        return [o["column"] for o in self.spec["outcomes"]]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Readable labels of the outcome and count columns."""
+        return {o["column"]: o["label"] for o in [*self.spec["outcomes"], *self.spec["counts"]]}
+
+    @property
+    def to_truth(self) -> dict[str, str | None]:
+        """Each outcome column's name in the world's truth table (``None`` if it has none)."""
+        return {o["column"]: o["truth"] for o in [*self.spec["outcomes"], *self.spec["counts"]]}
+
+    @property
+    def truth(self) -> pd.DataFrame | None:
+        """The world's truth table (``None`` on real data)."""
+        return self.world.get("truth")
+
+    @property
+    def potential(self) -> pd.DataFrame | None:
+        """The world's potential outcomes (``None`` on real data)."""
+        return self.world.get("potential")
+
+
+def family_inputs(config: str, family: str) -> FamilyInputs:
+    """Load what the report of ``family`` needs: the parameter set, the family, the panel with TFP
+    (restricted to the family's sample) and the world's truth tables (empty on real data)."""
+    from analysis.config import load_params
+    from analysis.panel import load_world_tables
+    from analysis.productivity import load_tfp_panel
+
+    params = load_params(config)
+    spec = load_family(family)
+    panel = load_tfp_panel(config, params)
+    if spec["sample"]:
+        panel = panel[panel[spec["sample"]].astype(bool)].reset_index(drop=True)
+    return FamilyInputs(config=config, family=family, params=params, spec=spec, panel=panel, world=load_world_tables(config))
+
+
+def sample_note(inp: FamilyInputs) -> str:
+    """The report's opening sentence: the question, the sample, the clustering."""
+    panel, spec = inp.panel, inp.spec
+    n_firms = panel["firm_id"].nunique()
+    n_treated = panel.loc[panel["cohort"] > 0, "firm_id"].nunique()
+    return (
+        f"**{spec['question']}** Sample: {len(panel):,} firm-years of {n_firms:,} firms"
+        + (f" (only firms with `{spec['sample']}`)" if spec["sample"] else "")
+        + f", of which {n_treated:,} firms belong to clusters certified within the data. "
+        f"Standard errors are clustered by `{inp.did['cluster']}` (the county x industry cell, where certification is assigned)."
+    )
+
+
+def estimate(inp: FamilyInputs, *, progress: bool = True) -> FamilyEffects:
+    """:func:`estimate_family` on the inputs of a family report."""
+    return estimate_family(inp.panel, inp.spec, inp.did, seed=inp.params["seed"], progress=progress)
+
+
+def clusters_note(fx: FamilyEffects, inp: FamilyInputs) -> str:
+    """How many clusters (cells) the estimators used, and how many of them are certified."""
+    clusters = fx.n_clusters.pivot(index="estimator", columns="outcome", values="n_clusters")
+    certified = inp.panel.loc[inp.panel["cohort"] > 0, inp.did["cluster"]].nunique()
+    return f"Clusters used: {int(clusters.min().min()):,} to {int(clusters.max().max()):,} cells (of which {certified} certified)."
+
+
+def headline_note(simple: pd.DataFrame, inp: FamilyInputs) -> str:
+    """The headline sentence: the main estimator's ATT on the main outcome, the truth, TWFE's estimate."""
+    main, labels = inp.main, inp.labels
+    m = simple[(simple["outcome"] == main) & (simple["estimator"] == inp.main_estimator)].iloc[0]
+    twfe = simple[(simple["outcome"] == main) & (simple["estimator"] == "twfe")]
+    text = (f"Certification changed **{labels[main]}** by **{m['estimate']:.3f}** on average "
+            f"(95 % CI {m['conf_low']:.3f} to {m['conf_high']:.3f}; {ESTIMATOR_LABELS.get(inp.main_estimator, inp.main_estimator)})")
+    if pd.notna(m["truth"]):
+        text += f"; the true effect in the synthetic world is {m['truth']:.3f}, {'inside' if m['covered'] else 'outside'} the interval"
+    if len(twfe):
+        text += f". Two-way fixed effects gives {twfe['estimate'].iloc[0]:.3f}"
+    return text + "."
+
+
+def event_figures(event: pd.DataFrame, inp: FamilyInputs) -> dict[str, Any]:
+    """One event-study figure per outcome (all estimators, the true path in black), named for saving:
+    ``{"effects_<family>_event_<outcome>": figure}``."""
+    from analysis.plots import event_study_plot
+
+    figures = {}
+    for col in inp.outcomes:
+        part = event[event["outcome"] == col].assign(estimator=lambda d: d["estimator"].map(ESTIMATOR_LABELS))
+        tr = _truth_path(inp, col)
+        figures[f"effects_{inp.family}_event_{col}"] = event_study_plot(part, truth=tr, title=inp.labels[col], ylabel=inp.labels[col])
+    return figures
+
+
+def _truth_path(inp: FamilyInputs, column: str) -> pd.DataFrame | None:
+    """The true event-time path of an outcome column within the event window (``None`` on real data)."""
+    from analysis.truth import event_truth
+
+    return event_truth(inp.truth, inp.to_truth.get(column), inp.did["window"])
+
+
+def cohort_year_tables(fx: FamilyEffects, inp: FamilyInputs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The main estimator's ATT by cohort and by calendar year, with the truth.
+
+    Returns
+    -------
+    (group, calendar, by_cohort, by_year)
+        The tidy frames with truth columns, and the two report tables (estimate, standard
+        error, truth by outcome, rounded to 4 decimals).
+    """
+    est = inp.main_estimator
+    group = attach_truth(fx.group[fx.group["estimator"] == est], inp.truth, inp.to_truth, "group")
+    calendar = attach_truth(fx.calendar[fx.calendar["estimator"] == est], inp.truth, inp.to_truth, "calendar")
+    by_cohort = group.pivot_table(index="cohort", columns="outcome", values=["estimate", "std_error", "truth"]).round(4)
+    by_year = calendar.pivot_table(index="time", columns="outcome", values=["estimate", "std_error", "truth"]).round(4)
+    return group, calendar, by_cohort, by_year
+
+
+def pretrend_table(fx: FamilyEffects) -> pd.DataFrame:
+    """p-values of the joint pre-trend tests: estimators (labelled) in rows, outcomes in columns."""
+    pre = fx.pretrends.assign(estimator=lambda d: d["estimator"].map(ESTIMATOR_LABELS))
+    return pre.pivot(index="estimator", columns="outcome", values="p_value")
+
+
+def pretrend_note(fx: FamilyEffects, inp: FamilyInputs) -> str:
+    """The main estimator's joint pre-trend test on the main outcome, in words."""
+    main_pre = fx.pretrends[(fx.pretrends["outcome"] == inp.main) & (fx.pretrends["estimator"] == inp.main_estimator)].iloc[0]
+    return (
+        f"For {inp.labels[inp.main]} ({ESTIMATOR_LABELS.get(inp.main_estimator, inp.main_estimator)}), the joint test of "
+        f"{main_pre['df']} pre-period coefficients gives chi2 = {main_pre['stat']:.1f}, p = {main_pre['p_value']:.3f}: "
+        f"parallel pre-trends are {'rejected' if main_pre['p_value'] < 0.05 else 'not rejected'} at 5 %."
+    )
+
+
+def honest_note(sens: pd.DataFrame, label: str) -> str:
+    """The HonestDiD breakdown value (:func:`breakdown_value`) in words."""
+    breakdown = breakdown_value(sens)
+    if pd.isna(breakdown):
+        return "Already at the smallest Mbar the robust confidence set contains zero."
+    sign = "positive" if sens["estimate"].dropna().iloc[0] > 0 else "negative"
+    return (f"The first post-period effect on {label} stays significantly {sign} for every Mbar up to **{breakdown:g}** "
+            "(post-treatment violations of parallel trends up to that many times the largest pre-treatment one).")
+
+
+def family_heterogeneity(inp: FamilyInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Heterogeneity of the main outcome's ATT over the groups of ``did.heterogeneity``, with the truth.
+
+    Returns
+    -------
+    (tidy, tests)
+        See :func:`heterogeneity`; ``tidy`` has a ``truth`` column on the synthetic world.
+    """
+    did, main = inp.did, inp.main
+    groups = heterogeneity_groups(inp.panel, did["heterogeneity"])
+    het, tests = heterogeneity(inp.panel.dropna(subset=[main]), main, groups, estimator=inp.main_estimator,
+                               cluster=did["cluster"], window=tuple(did["window"]), alpha=did["alpha"])
+    return heterogeneity_truth(het, inp.potential, inp.panel, groups, inp.to_truth[main]), tests
+
+
+def count_table(inp: FamilyInputs) -> pd.DataFrame:
+    """Poisson estimates (:func:`count_effects`) of the family's count outcomes, with the true log
+    ratios on the synthetic world; empty without count outcomes."""
+    if not inp.spec["counts"]:
+        return pd.DataFrame()
+    did = inp.did
+    counts = pd.concat([count_effects(inp.panel, c["column"], cluster=did["cluster"], alpha=did["alpha"]) for c in inp.spec["counts"]],
+                       ignore_index=True)
+    return count_truth(counts, inp.potential, inp.to_truth)
+
+
+def save_results(fx: FamilyEffects, inp: FamilyInputs, **shown: pd.DataFrame) -> Path:
+    """Save what the summary page reads: the family's tidy frames, as shown in its report.
+
+    ``shown`` replaces frames of ``fx`` by their shown versions (with truth columns: ``simple``,
+    ``event``, ``group``, ``calendar``) and adds the others (``honestdid``, ``heterogeneity``,
+    ``heterogeneity_tests``, ``counts``). Written by :func:`save_family`.
+    """
+    return save_family({**fx.frames(), **shown}, inp.config, inp.family)
+
+
+@dataclass
+class Summary:
+    """Every family's saved results, for the summary page (:func:`load_summary`)."""
+
+    params: dict[str, Any]
+    specs: dict[str, dict[str, Any]]
+    saved: dict[str, dict[str, pd.DataFrame]]
+
+    @property
+    def families(self) -> list[str]:
+        """The outcome families, sorted."""
+        return list(self.specs)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Readable labels of every family's outcomes."""
+        return {o["column"]: o["label"] for s in self.specs.values() for o in s["outcomes"]}
+
+    @property
+    def simple(self) -> pd.DataFrame:
+        """All families' overall ATTs (with truth), one frame with a ``family`` column."""
+        return pd.concat([self.saved[f]["simple"].assign(family=f) for f in self.families], ignore_index=True)
+
+    @property
+    def main_estimator(self) -> str:
+        """The study's main estimator (``did.main``)."""
+        return self.params["did"]["main"]
+
+
+def load_summary(config: str) -> Summary:
+    """Read the parameter set, every family of ``config/effects_*.yaml`` and their saved results."""
+    from analysis.config import load_params
+
+    params = load_params(config)
+    families = sorted(p.stem.removeprefix("effects_") for p in CONFIG_DIR.glob("effects_*.yaml"))
+    specs = {f: load_family(f) for f in families}
+    return Summary(params=params, specs=specs, saved={f: load_saved(config, f) for f in families})
+
+
+def summary_figure(summary: Summary):
+    """The headline figure: each family's main outcome, every estimator with its 95 % CI, the truth."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import estimates_plot
+
+    simple = summary.simple
+    fig, axes = plt.subplots(len(summary.families), 1, figsize=(9, 3.2 * len(summary.families)), squeeze=False)
+    for ax, f in zip(axes.flat, summary.families):
+        main = summary.specs[f]["main"]
+        part = simple[simple["outcome"] == main].assign(estimator=lambda d: d["estimator"].map(ESTIMATOR_LABELS))
+        tr = part["truth"].dropna()
+        estimates_plot(part, ax=ax, truth=float(tr.median()) if len(tr) else None, title=f"{summary.specs[f]['title']}: {summary.labels[main]}")
+    fig.tight_layout()
+    return fig
+
+
+def summary_note(summary: Summary) -> str:
+    """The main estimate of every family in a list (with the truth on the synthetic world)."""
+    simple, est = summary.simple, summary.main_estimator
+    lines = []
+    for f in summary.families:
+        main = summary.specs[f]["main"]
+        r = simple[(simple["outcome"] == main) & (simple["estimator"] == est)].iloc[0]
+        lines.append(f"- **{summary.specs[f]['title']}** ({summary.labels[main]}): {r['estimate']:.3f} (95 % CI {r['conf_low']:.3f} to {r['conf_high']:.3f})"
+                     + (f", truth {r['truth']:.3f}" if pd.notna(r["truth"]) else ""))
+    return f"Main estimates ({ESTIMATOR_LABELS.get(est, est)}):\n" + "\n".join(lines)
+
+
+def bias_by_outcome(simple: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """Bias against the truth: outcomes (labelled) in rows, estimators (labelled) in columns."""
+    by_outcome = simple.dropna(subset=["truth"]).pivot_table(index="outcome", columns="estimator", values="bias")
+    by_outcome.index = [labels.get(o, o) for o in by_outcome.index]
+    by_outcome.columns = [ESTIMATOR_LABELS.get(c, c) for c in by_outcome.columns]
+    return by_outcome

@@ -24,8 +24,20 @@ import pandas as pd
 import seaborn as sns
 
 from analysis.io import atomic_write
+from analysis.results import register_plotter
 
-__all__ = ["set_style", "event_study_plot", "estimates_plot", "rollout_plot", "trends_plot", "save_figure"]
+__all__ = [
+    "set_style",
+    "event_study_plot",
+    "estimates_plot",
+    "honest_plot",
+    "rollout_plot",
+    "trends_plot",
+    "trends_figure",
+    "tfp_distributions",
+    "save_figure",
+    "save_figures",
+]
 
 PALETTE = sns.color_palette("colorblind")
 
@@ -111,6 +123,9 @@ def estimates_plot(tidy: pd.DataFrame, *, y: str = "estimator", ax=None, truth: 
     return fig
 
 
+register_plotter("event_study", event_study_plot)  # EstimationResult.plot() draws with it
+
+
 def rollout_plot(clusters: pd.DataFrame, *, by: str = "region", ax=None, title: str | None = "Certified clusters by batch"):
     """Stacked bars of certified clusters per batch, coloured by ``by``."""
     fig, ax = _ax(ax)
@@ -141,6 +156,51 @@ def trends_plot(trends: pd.DataFrame, *, outcome: str, group: str = "group", ax=
     if title:
         ax.set_title(title)
     return fig
+
+
+def honest_plot(sens: pd.DataFrame, *, title: str | None = None, ax=None):
+    """HonestDiD robust confidence sets: one bar per M (and the original interval), zero marked.
+
+    ``sens`` is the tidy frame of :func:`analysis.did.honest_did` (rows with ``conf_low``,
+    ``conf_high`` and ``M``, missing ``M`` for the original interval).
+    """
+    fig, ax = _ax(ax, figsize=(7, 4))
+    ax.errorbar(range(len(sens)), (sens["conf_low"] + sens["conf_high"]) / 2, yerr=(sens["conf_high"] - sens["conf_low"]) / 2, fmt="none", capsize=4)
+    ax.set_xticks(range(len(sens)), ["original" if pd.isna(mm) else f"Mbar={mm:g}" for mm in sens.get("M", [float("nan")] * len(sens))])
+    ax.axhline(0, color="grey", lw=0.8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def trends_figure(trends: dict[str, pd.DataFrame], *, cohorts: list[float] | None = None, ncol: int = 2):
+    """A grid of :func:`trends_plot` panels, one per outcome, dotted lines before each cohort's first year.
+
+    ``trends`` maps outcome names to frames of :func:`analysis.describe.outcome_trends`.
+    """
+    nrow = (len(trends) + 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(12, 4 * nrow), squeeze=False)
+    for ax, (col, frame) in zip(axes.flat, trends.items()):
+        trends_plot(frame, outcome=col, ax=ax, title=col)
+        for g in cohorts or []:
+            ax.axvline(g - 0.5, color="grey", lw=0.6, ls=":")
+    fig.tight_layout()
+    return fig
+
+
+def tfp_distributions(panel: pd.DataFrame, columns: list[str], *, ax=None):
+    """Kernel densities of log TFP by method (``tfp_<method>`` columns)."""
+    long = panel[columns].melt(var_name="method", value_name="log TFP").dropna()
+    long["method"] = long["method"].str.removeprefix("tfp_")
+    fig, ax = _ax(ax, figsize=(9, 4.5))
+    sns.kdeplot(data=long, x="log TFP", hue="method", common_norm=False, ax=ax)
+    ax.set_title("Distribution of log TFP by method")
+    return fig
+
+
+def save_figures(figures: dict[str, object], *, directory: str | Path | None = None) -> list[Path]:
+    """:func:`save_figure` for each ``{name: figure}``."""
+    return [save_figure(fig, name, directory=directory) for name, fig in figures.items()]
 
 
 def save_figure(fig, name: str, *, directory: str | Path | None = None) -> Path:

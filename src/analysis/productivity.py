@@ -26,7 +26,23 @@ import pandas as pd
 from analysis.config import processed_dir
 from analysis.io import write_parquet
 
-__all__ = ["SPEC", "estimate_tfp", "estimate_by_group", "truth_comparison", "tfp_panel_path", "write_tfp_panel", "load_tfp_panel"]
+__all__ = [
+    "SPEC",
+    "estimate_tfp",
+    "estimate_by_group",
+    "truth_comparison",
+    "tfp_panel_path",
+    "write_tfp_panel",
+    "load_tfp_panel",
+    "tfp_columns",
+    "fits_note",
+    "coefficient_table",
+    "acf_roots",
+    "status_table",
+    "tfp_correlations",
+    "truth_report",
+    "truth_note",
+]
 
 #: the production function of the study (value added, Cobb-Douglas, ACF timing)
 SPEC: dict[str, Any] = {
@@ -195,3 +211,76 @@ def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None) -> pd.D
     panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
     write_tfp_panel(panel, config)
     return panel
+
+
+# ---------------------------------------------------------------------------------------------
+# what notebooks/03_productivity.ipynb shows
+# ---------------------------------------------------------------------------------------------
+def _ok(fits: Mapping[str, Any]) -> dict[str, Any]:
+    return {m: f for m, f in fits.items() if not isinstance(f, Exception)}
+
+
+def tfp_columns(fits: Mapping[str, Any]) -> list[str]:
+    """The ``tfp_<method>`` columns of the methods that did not fail."""
+    return [f"tfp_{m}" for m in _ok(fits)]
+
+
+def fits_note(fits: Mapping[str, Any], panel: pd.DataFrame) -> str:
+    """How many methods were estimated, on how many firm-years, and which failed (with the message)."""
+    failed = {m: str(f) for m, f in fits.items() if isinstance(f, Exception)}
+    return (f"Estimated {len(_ok(fits))} of {len(fits)} methods on {panel['log_value_added'].notna().sum():,} firm-years"
+            + (f"; **failed**: {failed}" if failed else "; none failed") + ".")
+
+
+def coefficient_table(fits: Mapping[str, Any]) -> pd.DataFrame:
+    """Elasticities and standard errors by method (rows: method names, columns: estimate / std_error x input)."""
+    from analysis.results import combine
+    from analysis.tfp import METHODS
+
+    coefs = combine(list(_ok(fits).values()))
+    coefs["method"] = coefs["estimator"].map(METHODS)
+    return coefs.pivot_table(index="method", columns="term", values=["estimate", "std_error"]).round(3)
+
+
+def acf_roots(fits: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The roots table of the ACF second stage (every distinct solution found), or ``None``."""
+    acf = _ok(fits).get("acf")
+    return getattr(acf, "roots", None) if acf is not None else None
+
+
+def status_table(fits: Mapping[str, Any]) -> pd.DataFrame:
+    """Warnings and notes of each method's fit, one row per method."""
+    return pd.DataFrame({m: {"warnings": f.meta.get("warnings", "none"), "notes": f.meta.get("notes", "")} for m, f in _ok(fits).items()}).T
+
+
+def tfp_correlations(panel: pd.DataFrame, fits: Mapping[str, Any]) -> pd.DataFrame:
+    """Correlation of log TFP across methods (rounded to 3 decimals)."""
+    cols = tfp_columns(fits)
+    corr = panel[cols].corr().round(3)
+    corr.index = corr.columns = [c.removeprefix("tfp_") for c in cols]
+    return corr
+
+
+def truth_report(fits: Mapping[str, Any], panel: pd.DataFrame, world: Mapping[str, pd.DataFrame], params: Mapping[str, Any]) -> pd.DataFrame | None:
+    """Each method against the synthetic world's true elasticities and log TFP (:func:`truth_comparison`).
+
+    ``None`` on real data (no latent table).
+    """
+    if params["data"]["source"] != "synthetic" or "latent" not in world:
+        return None
+    from analysis.simulate import world_params
+    from analysis.truth import latent_for
+
+    wp = world_params(params)["production"]
+    return truth_comparison(fits, latent_for(panel, world["latent"]), panel, truth=(wp["b_l"], wp["b_k"]))
+
+
+def truth_note(comparison: pd.DataFrame, params: Mapping[str, Any]) -> str:
+    """The main method's elasticities against the truth, and its TFP's correlation with the true omega."""
+    from analysis.simulate import world_params
+
+    wp = world_params(params)["production"]
+    method = params["tfp"]["method"]
+    main = comparison.set_index("method").loc[method]
+    return (f"The main method ({method.upper()}) estimates b_l = {main['b_l']:.3f} and b_k = {main['b_k']:.3f} "
+            f"against true {wp['b_l']} and {wp['b_k']}; its TFP correlates {main['corr_with_true_omega']:.3f} with the true omega.")

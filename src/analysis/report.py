@@ -189,12 +189,12 @@ def render_page(notebook: Path, target: Path, *, config: str) -> Path:
     return write_text(body, target)
 
 
-def family_headline(config: str, family: str, *, estimator: str = "cs_dr") -> dict[str, Any] | None:
+def family_headline(config: str, family: str, *, estimator: str | None = None) -> dict[str, Any] | None:
     """The headline of an outcome family's report, from its saved results: main outcome, estimate, 95 % CI, truth.
 
     Reads ``config/effects_<family>.yaml`` (title, question, main outcome) and the overall ATTs the
     effects notebook saved (``analysis.effects.save_family``), the same numbers as the report's
-    headline table. ``truth`` is NaN on real data. Returns ``None`` if the family has no saved
+    headline table; ``estimator`` defaults to the parameter set's main estimator (``did.main``). ``truth`` is NaN on real data. Returns ``None`` if the family has no saved
     results yet.
 
     Examples
@@ -202,10 +202,11 @@ def family_headline(config: str, family: str, *, estimator: str = "cs_dr") -> di
     >>> family_headline("small", "no_such_family") is None
     True
     """
-    from analysis.config import ParameterError
+    from analysis.config import ParameterError, load_params
     from analysis.effects import ESTIMATOR_LABELS, load_family, load_saved
 
     try:
+        estimator = estimator or load_params(config)["did"]["main"]
         spec = load_family(family)
         simple = load_saved(config, family).get("simple")
     except (FileNotFoundError, ParameterError):

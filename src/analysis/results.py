@@ -1,10 +1,14 @@
-"""The one tidy result shape shared by every estimator, and table export.
+"""The one tidy result shape shared by every estimator.
 
 Every estimator in :mod:`analysis` returns an :class:`EstimationResult` (or a subclass). Its
 :meth:`~EstimationResult.tidy` frame has the columns of :data:`TIDY_COLUMNS`, plus
 ``event_time``, ``cohort`` and ``time`` where they apply, so that any two estimators can be put
 side by side with :func:`pandas.concat`. Coefficients, standard errors and confidence intervals
 are slices of that one frame (as in pyfixest's ``coef()`` / ``se()``), never stored twice.
+
+This module knows no project paths and draws nothing: paper tables and their export are in
+:mod:`analysis.tables`, figures in :mod:`analysis.plots` (which registers the plotter behind
+:meth:`EstimationResult.plot`).
 
 Examples
 --------
@@ -22,16 +26,13 @@ Examples
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-
-from analysis.io import write_text
 
 __all__ = [
     "TIDY_COLUMNS",
@@ -40,8 +41,7 @@ __all__ = [
     "tidy_frame",
     "check_tidy",
     "combine",
-    "wide_table",
-    "export_table",
+    "register_plotter",
 ]
 
 TIDY_COLUMNS: tuple[str, ...] = (
@@ -146,6 +146,23 @@ def check_tidy(df: pd.DataFrame) -> pd.DataFrame:
     return df[[*TIDY_COLUMNS, *extra, *rest]].reset_index(drop=True)
 
 
+#: plotters by kind, registered by the plotting module (results draw nothing themselves)
+_PLOTTERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_plotter(kind: str, plotter: Callable[..., Any]) -> None:
+    """Register the function that draws a kind of result (``"event_study"``) for :meth:`EstimationResult.plot`.
+
+    Parameters
+    ----------
+    kind : str
+        The kind of picture, e.g. ``"event_study"``.
+    plotter : callable
+        Called as ``plotter(tidy_frame, ax=ax, **kwargs)``; returns a figure.
+    """
+    _PLOTTERS[kind] = plotter
+
+
 @dataclass(repr=False)
 class EstimationResult:
     """An estimator's result: one tidy table plus optional covariance and metadata.
@@ -221,12 +238,18 @@ class EstimationResult:
         return f"<div><strong>{html.escape(self._header())}</strong>{table}<ul>{notes}</ul></div>"
 
     def plot(self, ax=None, **kwargs):
-        """Event-study plot (estimates with confidence bars against event time)."""
-        from analysis.plots import event_study_plot
+        """Event-study plot (estimates with confidence bars against event time).
 
+        Drawn by the plotter registered for ``"event_study"`` (:func:`register_plotter`;
+        :mod:`analysis.plots` registers its ``event_study_plot`` when imported): this module
+        draws nothing itself.
+        """
         if "event_time" not in self.table or self.table["event_time"].isna().all():
             raise ValueError("this result has no event_time column to plot against")
-        return event_study_plot(self.table, ax=ax, **kwargs)
+        plotter = _PLOTTERS.get("event_study")
+        if plotter is None:
+            raise RuntimeError("no event-study plotter registered: `import analysis.plots` (it registers one) and call .plot() again")
+        return plotter(self.table, ax=ax, **kwargs)
 
 
 def combine(results: Iterable[EstimationResult | pd.DataFrame]) -> pd.DataFrame:
@@ -237,126 +260,13 @@ def combine(results: Iterable[EstimationResult | pd.DataFrame]) -> pd.DataFrame:
     return check_tidy(pd.concat(frames, ignore_index=True))
 
 
-def _stars(p: float) -> str:
-    if not np.isfinite(p):
-        return ""
-    return "***" if p < 0.01 else "**" if p < 0.05 else "*" if p < 0.1 else ""
+def __getattr__(name: str) -> Any:
+    """Old names of the table functions, moved to :mod:`analysis.tables` (kept importable for now)."""
+    if name in ("wide_table", "export_table", "to_latex_booktabs"):
+        import warnings
 
+        warnings.warn(f"analysis.results.{name} moved to analysis.tables.{name}", DeprecationWarning, stacklevel=2)
+        from analysis import tables  # compatibility shim only: results itself never uses tables
 
-def wide_table(
-    tidy: pd.DataFrame,
-    *,
-    rows: str = "estimator",
-    columns: str = "outcome",
-    digits: int = 3,
-    stars: bool = True,
-    show_n: bool = True,
-) -> pd.DataFrame:
-    """A paper-style table: estimate (with stars) over its standard error in parentheses.
-
-    Parameters
-    ----------
-    tidy
-        A tidy frame with one row per (``rows``, ``columns``) pair.
-    rows, columns
-        Tidy columns whose values label the table's rows and columns.
-
-    Examples
-    --------
-    >>> t = tidy_frame([0.1], [0.02], term="ATT", outcome="y", estimator="cs", n_obs=50)
-    >>> wide_table(t).loc["cs", "y"]
-    '0.100***'
-    """
-    check_tidy(tidy)
-    if tidy.duplicated([rows, columns]).any():
-        raise ValueError(f"wide_table needs one row per ({rows}, {columns}); filter the tidy frame first")
-    fmt = f"{{:.{digits}f}}"
-    est = tidy.apply(lambda r: fmt.format(r["estimate"]) + (_stars(r["p_value"]) if stars else ""), axis=1)
-    se = tidy["std_error"].map(lambda s: f"({fmt.format(s)})")
-    frame = tidy.assign(_est=est, _se=se)
-    row_order = list(dict.fromkeys(tidy[rows]))
-    col_order = list(dict.fromkeys(tidy[columns]))
-    top = frame.pivot(index=rows, columns=columns, values="_est").reindex(index=row_order, columns=col_order)
-    bottom = frame.pivot(index=rows, columns=columns, values="_se").reindex(index=row_order, columns=col_order)
-    bottom.index = [f"{i} (s.e.)" for i in bottom.index]
-    parts = []
-    for i in range(len(row_order)):
-        parts += [top.iloc[[i]], bottom.iloc[[i]]]
-    out = pd.concat(parts).fillna("")
-    if show_n:
-        n = frame.groupby(columns, sort=False)["n_obs"].max().reindex(col_order)
-        out.loc["Observations"] = [f"{int(v):,}" if pd.notna(v) else "" for v in n]
-    out.index.name = rows
-    out.columns.name = None
-    return out
-
-
-def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
-        text = text.replace(a, b)
-    return text
-
-
-def to_latex_booktabs(table: pd.DataFrame, *, caption: str = "", label: str = "", notes: str = "") -> str:
-    """Render a (string) table as a booktabs LaTeX ``table`` environment."""
-    frame = table.reset_index() if table.index.name or not isinstance(table.index, pd.RangeIndex) else table
-    cols = [_latex_escape(str(c)) for c in frame.columns]
-    align = "l" + "c" * (len(cols) - 1)
-    lines = [r"\begin{table}[htbp]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(cols) + r" \\", r"\midrule"]
-    for _, row in frame.iterrows():
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if np.isnan(v) else f"{v:.3f}")
-            else:
-                cells.append(_latex_escape(str(v)))
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if notes:
-        lines.append(rf"\par\medskip\footnotesize\emph{{Notes:}} {_latex_escape(notes)}")
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
-
-
-def export_table(
-    table: pd.DataFrame,
-    name: str,
-    *,
-    directory: str | Path | None = None,
-    caption: str = "",
-    notes: str = "",
-    index: bool | None = None,
-) -> dict[str, Path]:
-    """Write ``table`` as ``<name>.csv`` and ``<name>.tex`` (booktabs), atomically.
-
-    Parameters
-    ----------
-    table
-        Any frame: a tidy frame or a :func:`wide_table`.
-    name
-        File stem, e.g. ``"effects_productivity_headline"``.
-    directory
-        Target folder; defaults to ``reports/tables``.
-    caption, notes
-        Put in the LaTeX table.
-    index
-        Write the index to the CSV; by default only when it is named or not a range.
-
-    Returns
-    -------
-    dict
-        ``{"csv": path, "tex": path}``.
-    """
-    from analysis.config import TABLES
-
-    folder = Path(directory) if directory is not None else TABLES
-    keep_index = index if index is not None else not isinstance(table.index, pd.RangeIndex)
-    paths = {"csv": folder / f"{name}.csv", "tex": folder / f"{name}.tex"}
-    write_text(table.to_csv(index=keep_index), paths["csv"])
-    write_text(to_latex_booktabs(table, caption=caption, label=f"tab:{name}", notes=notes), paths["tex"])
-    return paths
+        return getattr(tables, name)
+    raise AttributeError(f"module 'analysis.results' has no attribute {name!r}")
