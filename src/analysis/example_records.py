@@ -174,7 +174,9 @@ def _firm_file(panel: pd.DataFrame, rng: np.random.Generator, n_twins: int, rena
     return firms, frozenset(ambiguous), frozenset(resolved), rename_year
 
 
-def example_records(world: World, *, seed: int = 0, n_twins: int = 5, renamed_share: float = 0.05, co_share: float = 0.05, n_outside: int = 200) -> ExampleRecords:
+def example_records(
+    world: World, *, seed: int = 0, n_twins: int = 5, renamed_share: float = 0.05, co_share: float = 0.05, n_outside: int = 200
+) -> ExampleRecords:
     """Export the world's patents and emissions as raw records (see the module docstring).
 
     Parameters
@@ -224,7 +226,8 @@ def example_records(world: World, *, seed: int = 0, n_twins: int = 5, renamed_sh
     c = rows.loc[cand].copy()
     c["k"] = c.groupby(["year", "patent_type"]).cumcount()
     first, second = c[c["k"] % 2 == 0], c[c["k"] % 2 == 1]
-    pairs = first.assign(k=first["k"] + 1).merge(second.reset_index()[["index", "year", "patent_type", "k", "firm_id", "applicants"]], on=["year", "patent_type", "k"], suffixes=("", "_2"))
+    pairs = first.assign(k=first["k"] + 1).merge(second.reset_index()[["index", "year", "patent_type", "k", "firm_id", "applicants"]],
+                                                 on=["year", "patent_type", "k"], suffixes=("", "_2"))
     pairs = pairs[pairs["firm_id"] != pairs["firm_id_2"]]
     first_idx = c.index[c["k"] % 2 == 0][np.isin(c.loc[c["k"] % 2 == 0, "k"].to_numpy() + 1, pairs["k"].to_numpy())]
     lookup = pairs.set_index(["year", "patent_type", "k"])

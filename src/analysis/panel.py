@@ -250,7 +250,8 @@ def load_panel(config: str = "default", *, build: bool = True) -> pd.DataFrame:
 def load_world_tables(config: str = "default") -> dict[str, pd.DataFrame]:
     """The synthetic world's truth tables written beside the panel (empty dict for real data)."""
     folder = processed_dir(config)
-    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("truth", "potential", "latent", "clusters") if (folder / f"{name}.parquet").is_file()}
+    names = ("truth", "potential", "latent", "clusters")
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in names if (folder / f"{name}.parquet").is_file()}
 
 
 def clusters_from_panel(panel: pd.DataFrame) -> pd.DataFrame:

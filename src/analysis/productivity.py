@@ -158,7 +158,9 @@ def estimate_by_group(panel: pd.DataFrame, tfp: Mapping[str, Any], by: str, *, s
     return wide
 
 
-def truth_comparison(fits: Mapping[str, Any], latent: pd.DataFrame | None, panel: pd.DataFrame | None = None, *, truth: tuple[float, float] | None = None) -> pd.DataFrame:
+def truth_comparison(
+    fits: Mapping[str, Any], latent: pd.DataFrame | None, panel: pd.DataFrame | None = None, *, truth: tuple[float, float] | None = None
+) -> pd.DataFrame:
     """Elasticities, returns to scale and correlation of each method's TFP with the true omega.
 
     ``latent`` is the world's latent table (``firm_id``, ``year``, ``omega``) aligned with
@@ -168,7 +170,8 @@ def truth_comparison(fits: Mapping[str, Any], latent: pd.DataFrame | None, panel
     rows = []
     for method, fit in fits.items():
         if isinstance(fit, Exception):
-            rows.append({"method": method, "b_l": np.nan, "b_k": np.nan, "returns_to_scale": np.nan, "corr_with_true_omega": np.nan, "status": f"failed: {fit}"})
+            rows.append({"method": method, "b_l": np.nan, "b_k": np.nan, "returns_to_scale": np.nan, "corr_with_true_omega": np.nan,
+                         "status": f"failed: {fit}"})
             continue
         t = fit.tidy()
         coef = t.groupby("term")["estimate"].mean()  # mean over groups when estimated by industry

@@ -194,7 +194,8 @@ def family_headline(config: str, family: str, *, estimator: str | None = None) -
 
     Reads ``config/effects_<family>.yaml`` (title, question, main outcome) and the overall ATTs the
     effects notebook saved (``analysis.effects.save_family``), the same numbers as the report's
-    headline table; ``estimator`` defaults to the parameter set's main estimator (``did.main``). ``truth`` is NaN on real data. Returns ``None`` if the family has no saved
+    headline table; ``estimator`` defaults to the parameter set's main estimator (``did.main``).
+    ``truth`` is NaN on real data. Returns ``None`` if the family has no saved
     results yet.
 
     Examples
@@ -305,10 +306,13 @@ def _listing(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "index.html" and not p.name.startswith("."))
     items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files)
-    write_text(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{folder.name}</title></head><body><p><a href="../index.html">&larr; all reports</a></p><h1>{folder.name}</h1><ul>{items}</ul></body></html>\n', folder / "index.html")
+    head = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{folder.name}</title></head>'
+    body = f'<body><p><a href="../index.html">&larr; all reports</a></p><h1>{folder.name}</h1><ul>{items}</ul></body></html>\n'
+    write_text(head + body, folder / "index.html")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: ``page NOTEBOOK TARGET --config C`` renders one page, ``index --config C --pages ...`` the index."""
     parser = argparse.ArgumentParser(prog="python -m analysis.report")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("page", help="render one executed notebook")

@@ -58,20 +58,25 @@ COLUMNS: tuple[Column, ...] = (
     Column("province", "str", "-", "province (English name)", "ASIF address code, first two digits", False),
     Column("region", "str", "-", "east / central / west (NBS three-belt classification)", "derived from province", False),
     Column("county_code", "id", "-", "6-digit county-level administrative code (GB/T 2260)", "ASIF address code", True),
-    Column("industry_code", "int", "-", "2-digit CIC industry (GB/T 4754-2017), 13-43 for manufacturing", "ASIF industry code, first two digits (harmonised across CIC revisions)", True),
+    Column("industry_code", "int", "-", "2-digit CIC industry (GB/T 4754-2017), 13-43 for manufacturing",
+           "ASIF industry code, first two digits (harmonised across CIC revisions)", True),
     Column("cell_id", "int", "-", "county x industry cell (county_code * 100 + industry_code): where certification is assigned", "derived", False),
     Column("cluster_id", "str", "-", "certified cluster the firm belongs to (missing if none)", "MIIT lists matched on county and leading industry", False),
     Column("batch", "int", "year", "certification batch of the firm's cluster (2022-2025; missing if none)", "MIIT notices", False),
-    Column("cohort", "cohort", "year", "first treated year; 0 for never certified within the data years", "batch announcement date and the first-treated-year rule", True),
+    Column("cohort", "cohort", "year", "first treated year; 0 for never certified within the data years",
+           "batch announcement date and the first-treated-year rule", True),
     Column("ownership", "str", "-", "SOE / private / foreign (incl. Hong Kong, Macau, Taiwan)", "ASIF registration type (登记注册类型)", False),
     Column("founding_year", "int", "year", "year the firm was founded", "ASIF 开业年份", False),
     Column("output", "float", "thousand yuan", "gross industrial output", "ASIF 工业总产值", False, positive=True),
-    Column("value_added", "float", "thousand yuan", "industrial value added", "ASIF 工业增加值 (missing in 2008-2010 and later years: impute or use gross output)", False, positive=True),
+    Column("value_added", "float", "thousand yuan", "industrial value added",
+           "ASIF 工业增加值 (missing in 2008-2010 and later years: impute or use gross output)", False, positive=True),
     Column("capital", "float", "thousand yuan", "net fixed assets", "ASIF 固定资产净值 (deflate; perpetual inventory if preferred)", False, positive=True),
     Column("labor", "float", "persons", "employment, annual average", "ASIF 全部从业人员年平均人数", False, positive=True),
     Column("materials", "float", "thousand yuan", "intermediate inputs", "ASIF 工业中间投入合计", False, positive=True),
-    Column("investment", "float", "thousand yuan", "investment in fixed assets (may be zero or negative)", "change in the capital stock plus depreciation", False),
-    Column("patents_invention", "count", "applications", "invention patent applications (发明) filed in the year", "CNIPA, matched by firm name (He et al. 2018)", False, nonnegative=True),
+    Column("investment", "float", "thousand yuan", "investment in fixed assets (may be zero or negative)",
+           "change in the capital stock plus depreciation", False),
+    Column("patents_invention", "count", "applications", "invention patent applications (发明) filed in the year",
+           "CNIPA, matched by firm name (He et al. 2018)", False, nonnegative=True),
     Column("patents_utility", "count", "applications", "utility-model applications (实用新型)", "CNIPA", False, nonnegative=True),
     Column("patents_design", "count", "applications", "design applications (外观设计)", "CNIPA", False, nonnegative=True),
     Column("reports_emissions", "bool", "-", "the firm is in the environmental statistics survey (key polluter)", "matched to the pollution records", False),
@@ -163,12 +168,14 @@ def validate_panel(
         if col in df.columns:
             bad = df[col].notna() & (df[col] <= 0)
             if bad.any():
-                raise PanelError(f"{where}column '{col}' must be positive where present (its log is taken); {int(bad.sum())} row(s) are zero or negative, examples:\n{_examples(df, bad, [col])}")
+                raise PanelError(f"{where}column '{col}' must be positive where present (its log is taken); {int(bad.sum())} row(s) are "
+                                 f"zero or negative, examples:\n{_examples(df, bad, [col])}")
     for spec in COLUMNS:
         if spec.nonnegative and spec.name in df.columns:
             bad = df[spec.name].notna() & (df[spec.name] < 0)
             if bad.any():
-                raise PanelError(f"{where}column '{spec.name}' must be non-negative; {int(bad.sum())} row(s) are negative, examples:\n{_examples(df, bad, [spec.name])}")
+                raise PanelError(f"{where}column '{spec.name}' must be non-negative; {int(bad.sum())} row(s) are negative, "
+                                 f"examples:\n{_examples(df, bad, [spec.name])}")
 
     cohort = df["cohort"].fillna(0)
     n_cohorts = cohort.groupby(df["firm_id"]).nunique()

@@ -643,7 +643,8 @@ def simulate_world(params: Mapping[str, Any] | None = None, *, seed: int | None 
 
     # firm attributes
     firm = pop["firm"]
-    own = np.where(firm["own_u"] < p["ownership"]["soe"], "SOE", np.where(firm["own_u"] < p["ownership"]["soe"] + p["ownership"]["foreign"], "foreign", "private"))
+    own_p = p["ownership"]
+    own = np.where(firm["own_u"] < own_p["soe"], "SOE", np.where(firm["own_u"] < own_p["soe"] + own_p["foreign"], "foreign", "private"))
     founding = np.where(firm["birth"] == 0, y0 - firm["age0"], y0 + firm["birth"]).astype(np.int64)
     em = p["emissions"]
     ind_firm = cells["industry_code"].to_numpy()[firm_cell]
@@ -688,7 +689,8 @@ def simulate_world(params: Mapping[str, Any] | None = None, *, seed: int | None 
     panel["sme"] = (panel["labor"] < p["sme"]["max_employment"]) | (panel["output"] < p["sme"]["max_output"])
     order = np.lexsort((panel["year"].to_numpy(), panel["firm_id"].to_numpy()))
     panel = panel.iloc[order].reset_index(drop=True)
-    latent = pd.DataFrame({"firm_id": firm_id, "year": year.astype(np.int64), "omega": obs["omega"], "sme_baseline": sme_base[f_idx]}).iloc[order].reset_index(drop=True)
+    latent = pd.DataFrame({"firm_id": firm_id, "year": year.astype(np.int64), "omega": obs["omega"], "sme_baseline": sme_base[f_idx]})
+    latent = latent.iloc[order].reset_index(drop=True)
 
     # potential outcomes of member firm-years and the truth
     member = (g > 0) & (g <= y1)

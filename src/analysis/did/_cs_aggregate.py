@@ -37,7 +37,9 @@ class Aggregation:
     overall: np.ndarray
 
 
-def _weighted(member: np.ndarray, att: np.ndarray, psi: np.ndarray, pg_cell: np.ndarray, z: np.ndarray, cell_gidx: np.ndarray, by_share: bool) -> tuple[np.ndarray, np.ndarray]:
+def _weighted(
+    member: np.ndarray, att: np.ndarray, psi: np.ndarray, pg_cell: np.ndarray, z: np.ndarray, cell_gidx: np.ndarray, by_share: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """theta_j and IF_j for targets ``member`` (J x K boolean over cells)."""
     a = member * (pg_cell[None, :] if by_share else 1.0)
     spg = a.sum(axis=1, keepdims=True)

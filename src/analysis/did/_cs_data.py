@@ -101,7 +101,8 @@ def _constant_within(codes: np.ndarray, values: np.ndarray, n_units: int, col: s
         differ &= ~(np.isnan(values) & np.isnan(per_unit[codes]))
     if differ.any():
         bad = np.unique(codes[differ])
-        raise ValueError(f"{what} column {col!r} is not constant within {unit!r}: unit(s) {show(unit_ids[bad])} take more than one value ({bad.size} unit(s) in all)")
+        raise ValueError(f"{what} column {col!r} is not constant within {unit!r}: unit(s) {show(unit_ids[bad])} take more than one value "
+                         f"({bad.size} unit(s) in all)")
     return per_unit
 
 

@@ -345,7 +345,8 @@ def estimate_cells(panel: CSPanel, plan: CellPlan, *, method: str, control: str)
     ref = plan.reference
     for j in np.flatnonzero(empty & ~ref):
         what = "treated" if n_treat[j] == 0 else "control"
-        problems.append(f"ATT({plan.group[j]:g},{plan.time[j]:g}): no {what} unit observed in both period {plan.time[j]:g} and base period {panel.times[plan.base_idx[j]]:g}")
+        problems.append(f"ATT({plan.group[j]:g},{plan.time[j]:g}): no {what} unit observed in both period {plan.time[j]:g} "
+                        f"and base period {panel.times[plan.base_idx[j]]:g}")
     bad = (empty | ~np.isfinite(att)) & ~ref
     att[bad] = np.nan
     psi[:, bad] = np.nan

@@ -202,12 +202,14 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> Standardizer:
+        """The column means and standard deviations of ``X`` (a constant column keeps scale 1)."""
         X = np.asarray(X, dtype=float)
         X = X[:, None] if X.ndim == 1 else X
         sd = X.std(axis=0)
         return cls(center=X.mean(axis=0), scale=np.where(sd > 0, sd, 1.0))
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
+        """``X`` centred and scaled by the fitted statistics."""
         X = np.asarray(X, dtype=float)
         X = X[:, None] if X.ndim == 1 else X
         return (X - self.center) / self.scale
@@ -351,6 +353,7 @@ class PanelData:
 
     @property
     def n(self) -> int:
+        """Rows."""
         return self.y.size
 
     @property
