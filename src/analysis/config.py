@@ -123,9 +123,9 @@ def load_params(name: str | Path = "default", *, config_dir: Path | None = None)
 
     Parameters
     ----------
-    name
+    name : str or pathlib.Path, default 'default'
         A set's name (``"small"`` reads ``config/small.yaml``) or a path to a YAML file.
-    config_dir
+    config_dir : pathlib.Path, optional
         Folder of the parameter files; defaults to :data:`CONFIG_DIR`.
 
     Returns

@@ -286,13 +286,13 @@ def heterogeneity(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame
         The panel.
-    outcome
+    outcome : str
         Outcome column.
-    groups
+    groups : mapping
         ``{dimension: Series of group labels aligned with data}``, e.g. baseline SME status.
-    estimator
+    estimator : str
         Estimator name (see :func:`run_estimator`); the study's is ``did.main``.
 
     Returns
@@ -380,16 +380,16 @@ def estimate_family(
 
     Parameters
     ----------
-    panel
+    panel : pandas.DataFrame
         The panel (with TFP columns for the productivity family).
-    spec
+    spec : mapping
         The family, from :func:`load_family`.
-    did
+    did : mapping
         The ``did`` section of the parameter set (``cluster``, ``alpha``, ``n_boot``,
         ``estimators``, ``main``, ``window``); only the main estimator gets bootstrap draws.
-    seed
+    seed : int, default 0
         For the multiplier bootstrap of the main estimator.
-    progress
+    progress : bool, default True
         Show a progress bar over outcome x estimator fits.
     """
     outcomes = [o["column"] for o in spec["outcomes"]]

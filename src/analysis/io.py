@@ -216,11 +216,11 @@ def record_reads(log: str | Path | None, *, under: Sequence[str | Path], exclude
 
     Parameters
     ----------
-    log
+    log : str or pathlib.Path
         The JSON-lines file to append to (created if missing); ``None`` stops recording.
-    under
+    under : sequence of str or pathlib.Path
         Folders whose files count as inputs (e.g. ``config/`` and ``data/``).
-    exclude
+    exclude : sequence of str or pathlib.Path, default ()
         Folders inside those that do not (e.g. a cache).
 
     Examples

@@ -65,14 +65,14 @@ def assign_clusters(
 
     Parameters
     ----------
-    firms
+    firms : pandas.DataFrame
         Firm-year records with ``county_code`` and ``industry_code``.
-    clusters
+    clusters : pandas.DataFrame
         One row per certified cluster with ``cluster_id``, ``county_code``, ``industry_code``,
         ``batch`` and ``announced`` (a date).
-    late_month
+    late_month : int
         A batch announced in or after this month is first treated the next year.
-    last_year
+    last_year : int
         Last data year: firms first treated after it get ``cohort = 0`` (not yet treated within
         the data) and keep their ``batch``.
 
@@ -199,7 +199,7 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
 
     Parameters
     ----------
-    params
+    params : mapping
         A parameter set from :func:`analysis.config.load_params`. ``params["data"]["source"]``
         is ``"synthetic"`` (simulate the world) or ``"raw"`` (read ``data.raw_firms`` and
         ``data.raw_clusters``, relative to the project root).

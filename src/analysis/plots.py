@@ -69,16 +69,16 @@ def event_study_plot(
 
     Parameters
     ----------
-    tidy
+    tidy : pandas.DataFrame
         Tidy rows with ``event_time``, ``estimate``, ``conf_low``, ``conf_high``.
-    ax
+    ax : matplotlib.axes.Axes, optional
         Axes to draw on; a new figure if ``None``.
-    truth
+    truth : pandas.DataFrame, optional
         Optional frame with ``event_time`` and ``att`` (the synthetic world's true effects),
         drawn as a black line.
-    by
+    by : str, default 'estimator'
         Column whose values get their own colour and horizontal offset.
-    reference
+    reference : float, default -1
         Event time of the normalised reference period, marked with a dotted line (``None``: no mark).
     """
     fig, ax = _ax(ax)

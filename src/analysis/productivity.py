@@ -76,16 +76,16 @@ def estimate_tfp(
 
     Parameters
     ----------
-    panel
+    panel : pandas.DataFrame
         The analysis panel (``log_value_added``, ``log_labor``, ``log_capital``,
         ``log_materials``, ``log_investment``).
-    tfp
+    tfp : mapping
         The ``tfp`` section of the parameter set: ``method`` (main), ``robustness`` (others),
         ``by`` (estimate per group, e.g. industry), ``group_effects`` (industry x year effects in
         the proxy function and the law of motion, coefficients common), ``n_boot`` (firm bootstrap draws for the main
         method; 0 for none; other proxy methods get no standard errors, OLS, FE and Wooldridge
         analytic ones), ``time_effects``, ``markov_controls``.
-    seed
+    seed : int, default 0
         Seed of the bootstrap and of the ACF start search.
 
     Returns

@@ -79,19 +79,19 @@ def tidy_frame(
 
     Parameters
     ----------
-    estimate, std_error
+    estimate, std_error : sequence of float or numpy.ndarray
         Point estimates and their standard errors (same length).
-    term
+    term : sequence of str or str
         Term labels (one per estimate, or one string for a single estimate).
-    outcome, estimator
+    outcome, estimator : str
         Labels repeated on every row.
-    n_obs
+    n_obs : int or sequence of int
         Observations used (scalar or one per row).
-    alpha
+    alpha : float, default 0.05
         1 - confidence level.
-    df
+    df : float, optional
         Degrees of freedom for t-based inference; ``None`` for the normal.
-    crit
+    crit : float or sequence of float, optional
         Critical value(s) overriding the distribution's ``1 - alpha/2`` quantile.
     **extra
         Further columns (``event_time``, ``cohort``, ``time`` ...), scalars or sequences.

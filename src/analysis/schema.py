@@ -114,14 +114,14 @@ def validate_panel(
 
     Parameters
     ----------
-    df
+    df : pandas.DataFrame
         The panel.
-    required
+    required : tuple of str or list of str, default REQUIRED
         Columns that must be present (default :data:`REQUIRED`); pass the outcome columns an
         analysis uses to require them too.
-    years
+    years : tuple of int, default (1990, 2035)
         Admissible range of ``year``.
-    source
+    source : str, default 'panel'
         Name of the data (a file path) quoted in error messages.
 
     Raises

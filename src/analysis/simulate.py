@@ -556,11 +556,11 @@ def simulate_world(params: Mapping[str, Any] | None = None, *, seed: int | None 
 
     Parameters
     ----------
-    params
+    params : mapping, optional
         A parameter set as loaded by :func:`analysis.config.load_params` (its ``world`` section
         and ``seed`` are used), or ``None`` for :data:`DEFAULTS`. Missing keys take defaults;
         unknown keys raise :class:`~analysis.config.ParameterError`.
-    seed
+    seed : int, optional
         Overrides the set's ``seed``.
 
     Returns

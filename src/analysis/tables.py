@@ -46,9 +46,9 @@ def wide_table(
 
     Parameters
     ----------
-    tidy
+    tidy : pandas.DataFrame
         A tidy frame with one row per (``rows``, ``columns``) pair.
-    rows, columns
+    rows, columns : str, default 'estimator' and 'outcome'
         Tidy columns whose values label the table's rows and columns.
 
     Examples
@@ -127,15 +127,15 @@ def export_table(
 
     Parameters
     ----------
-    table
+    table : pandas.DataFrame
         Any frame: a tidy frame or a :func:`wide_table`.
-    name
+    name : str
         File stem, e.g. ``"effects_productivity_headline"``.
-    directory
+    directory : str or pathlib.Path, optional
         Target folder; defaults to ``reports/tables``.
-    caption, notes
+    caption, notes : str, default ''
         Put in the LaTeX table.
-    index
+    index : bool, optional
         Write the index to the CSV; by default only when it is named or not a range.
 
     Returns

@@ -174,16 +174,16 @@ class ATTgtResult(EstimationResult):
 
         Parameters
         ----------
-        kind
+        kind : str, default 'simple'
             ``"simple"`` (post-treatment cells weighted by cohort size), ``"event"`` (by event
             time ``e = t - g``; alias ``"dynamic"``), ``"group"`` (by cohort) or ``"calendar"``
             (by period). Each but ``simple`` ends with an overall ``ATT`` row: the cohort-size
             weighted mean of cohort effects (group), the mean of ``e >= 0`` effects (event), the
             mean of period effects (calendar).
-        balance_e
+        balance_e : int, optional
             Event study only: keep the cohorts observed at least ``balance_e`` periods after
             treatment, so every event time up to ``balance_e`` has the same cohorts.
-        min_e, max_e
+        min_e, max_e : float, default -inf and inf
             Event times kept (event study); ``max_e`` also caps the cells used by ``simple``
             and ``group``.
 
@@ -294,43 +294,43 @@ def att_gt(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Long panel: one row per unit and period.
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names. ``cohort`` is the first period of treatment, constant within a unit;
         0 or missing means never treated. ``time`` and ``cohort`` are numeric, on one scale.
-    covariates
+    covariates : sequence of str or str, optional
         Column name(s) of covariates for conditional parallel trends (with an intercept). If
         they vary over time, each 2x2 comparison uses the values of its earlier period (as R).
-    control
+    control : str, default 'never'
         ``"never"``: never-treated units; ``"notyet"``: never-treated units and units not yet
         treated (nor anticipating) in either period of the comparison.
-    method
+    method : str, default 'dr'
         ``"dr"`` doubly robust (default), ``"ipw"`` (normalised) inverse probability weighting,
         ``"reg"`` outcome regression. Without covariates all three are the difference in mean
         changes.
-    base_period
+    base_period : str, default 'varying'
         ``"varying"`` (pre-treatment cells compare consecutive periods) or ``"universal"`` (all
         cells compare with ``g - anticipation - 1``; that cell is reported as 0 without variance).
-    anticipation
+    anticipation : float, default 0
         Number of periods before ``g`` in which units may already react.
-    cluster
+    cluster : str, optional
         Column to cluster on, at or above the unit (e.g. the county x industry cell); must be
         constant within a unit. ``None``: units are independent (R ``did``'s default).
-    weights
+    weights : str, optional
         Column of sampling weights, constant within a unit (see ``fix_weights``).
-    n_boot
+    n_boot : int, default 0
         0: analytic standard errors from the influence functions. Otherwise the number of
         multiplier-bootstrap draws (one Mammen multiplier per cluster), giving bootstrap
         standard errors and, with ``cband``, uniform confidence bands.
-    alpha
+    alpha : float, default 0.05
         1 - confidence level.
-    seed
+    seed : int, default 0
         Seed of the bootstrap draws.
-    cband
+    cband : bool, default True
         With ``n_boot > 0``: uniform (simultaneous) bands over all cells instead of pointwise
         intervals, as R ``did``'s ``cband = TRUE``.
-    fix_weights
+    fix_weights : bool, default False
         Weights that vary within a unit are an error by default (a unit's weight is one number
         in a panel estimator). ``True`` takes each unit's weight in its first observed period,
         the rule of R ``did``'s panel estimators (they read the weights of the first period);

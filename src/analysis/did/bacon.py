@@ -153,15 +153,15 @@ def bacon_decomp(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Balanced long panel (every unit in every period), no missing outcome.
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated;
         units first treated in or before the first period are "always treated".
-    treatment
+    treatment : str, optional
         Instead of ``cohort``: a 0/1 treatment column that switches on once and stays on
         (``bacondecomp``'s ``y ~ D``). Give exactly one of ``cohort`` and ``treatment``.
-    covariates
+    covariates : str or list of str, optional
         Time-varying controls: the covariate-adjusted decomposition of Goodman-Bacon (2021,
         Section 5) into a within term and between-group pair terms (see the module docstring).
 

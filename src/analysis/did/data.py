@@ -317,7 +317,7 @@ def as_panel(
     ----------
     data : pandas.DataFrame or DiDPanel
         The panel, or a container built before.
-    unit, time, cohort, cluster, weights, anticipation
+    unit, time, cohort, cluster, weights, anticipation : str, str, str, str or None, str or None, float
         As in :meth:`DiDPanel.from_data`. With a container, ``None`` for ``unit``, ``time`` or
         ``cohort`` takes the container's.
     columns : sequence of str

@@ -99,15 +99,15 @@ def event_study(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Long panel, one row per unit and period (balanced or not).
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
-    estimator
+    estimator : str, default 'twfe'
         ``"twfe"``, ``"cs"``, ``"sunab"``, ``"imputation"`` or ``"stacked"``.
-    covariates
+    covariates : str or sequence of str, optional
         Time-varying controls.
-    cluster
+    cluster : str, optional
         Column to cluster on (default ``unit``).
     **kwargs
         Passed to the estimator (see the module docstring).

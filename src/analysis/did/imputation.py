@@ -219,26 +219,26 @@ def imputation(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Long panel, balanced or not.
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
-    covariates
+    covariates : str or sequence of str, optional
         Time-varying controls in the model of Y(0).
-    cluster
+    cluster : str, optional
         Column to cluster on (default ``unit``); may be above the unit (e.g. county x industry).
-    aggregate
+    aggregate : str, default 'event'
         ``"event"``: one row per event time (the horizons). ``"static"`` (or ``"simple"``): one row ``ATT``, the
         average effect over all treated observations.
-    horizons
+    horizons : sequence of int, optional
         Event times to report (default: all observed, from ``-anticipation`` on).
-    pretrends
+    pretrends : int or str, default 0
         ``k``: BJS Test 1 with k leads, reported as rows -k..-1. ``"all"``: every pre-treatment
         event time except -1 (the reference; with no never-treated unit the earliest is pooled
         into the reference too). Only with ``aggregate="event"``. See the module docstring.
-    anticipation
+    anticipation : int, default 0
         Treat observations from ``anticipation`` periods before the cohort as treated.
-    alpha
+    alpha : float, default 0.05
         1 - confidence level.
 
     Returns

@@ -142,29 +142,29 @@ def stacked(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Long panel.
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
-    kappa_pre, kappa_post
+    kappa_pre, kappa_post : int, default 3 and 2
         Event window: ``kappa_pre`` periods before and ``kappa_post`` after treatment.
-    covariates
+    covariates : str or sequence of str, optional
         Time-varying controls entered linearly.
-    cluster
+    cluster : str, optional
         Column to cluster on (default ``unit``): the original unit, not the unit x sub-experiment.
-    control
+    control : str, default 'notyet'
         ``"notyet"`` (never treated and treated after the window, WFH's clean controls) or
         ``"never"``.
-    weighting
+    weighting : str, default 'aggregate'
         ``"aggregate"`` (WFH Q-weights, the trimmed aggregate ATT) or ``"none"`` (the naive
         unweighted stacked regression, biased towards sub-experiments with many controls).
-    fixed_effects
+    fixed_effects : str, default 'wfh'
         ``"wfh"``: treat and event-time effects (WFH). ``"unit"``: sub-experiment x unit and
         sub-experiment x event-time effects.
-    aggregate
+    aggregate : str, default 'event'
         ``"event"``: one row per event time in the window except -1. ``"average"`` (or ``"simple"``): one row,
         the mean of the post-treatment coefficients (e = 0..kappa_post).
-    alpha
+    alpha : float, default 0.05
         1 - confidence level.
 
     Returns

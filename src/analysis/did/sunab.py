@@ -112,28 +112,28 @@ def sunab(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Long panel, balanced or not.
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
-    covariates
+    covariates : str or sequence of str, optional
         Time-varying controls entered linearly (fixest's ``y ~ x1 + sunab(cohort, period)``).
-    cluster
+    cluster : str, optional
         Column to cluster on (default ``unit``).
-    control
+    control : str, default 'never'
         ``"never"`` or ``"last"`` (see the module docstring).
-    reference
+    reference : int, default -1
         Event time omitted for every cohort.
-    aggregate
+    aggregate : str, default 'event'
         ``"event"``: one row per event time. ``"att"`` (or ``"simple"``): one row, the average of all post-treatment
         CATT(g, e) (e >= 0) weighted by their sample counts (fixest's ``agg = "att"``).
         ``"cohort"`` (alias ``"group"``): one row per cohort, the average of that cohort's
         post-treatment CATT(g, e) (e >= 0) weighted by their sample counts (fixest's
         ``agg = "cohort"``, which aggregates the coefficients of non-negative relative periods
         by cohort with the model matrix's column counts as weights).
-    weights
+    weights : str, optional
         Optional regression weights (also used for the cohort shares).
-    alpha
+    alpha : float, default 0.05
         1 - confidence level.
 
     Returns

@@ -114,24 +114,24 @@ def twfe(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame or DiDPanel
         Long panel (balanced or not), one row per unit and period.
-    outcome, unit, time, cohort
+    outcome, unit, time, cohort : str
         Column names; ``cohort`` is the first treated period, 0 or missing for never treated.
-    dynamic
+    dynamic : bool, default False
         ``False``: one coefficient on ``1[t >= cohort]`` (term ``ATT``). ``True``: one coefficient
         per event time except ``reference`` (terms ``event_time::<e>``).
-    covariates
+    covariates : str or sequence of str, optional
         Time-varying controls entered linearly.
-    cluster
+    cluster : str, optional
         Column to cluster on; defaults to ``unit``.
-    reference
+    reference : int, default -1
         The omitted event time (dynamic only).
-    bins
+    bins : tuple of int, optional
         ``(low, high)``: pool event times below ``low`` / above ``high`` into the endpoints.
-    weights
+    weights : str, optional
         Optional column of regression weights.
-    alpha
+    alpha : float, default 0.05
         1 - confidence level.
 
     Returns

@@ -199,7 +199,7 @@ def link_emissions(records: pd.DataFrame, firms: pd.DataFrame, *, n_unmatched: i
         From :func:`read_emission_records`.
     firms : pandas.DataFrame
         ``firm_id``, ``name``, ``county_code``; optional ``former_names``, ``county_name``.
-    n_unmatched, fuzzy_cutoff
+    n_unmatched, fuzzy_cutoff : int and float, default 50 and 80.0
         Size of the unmatched review list and the lowest fuzzy score shown.
 
     Returns

@@ -344,7 +344,7 @@ def fuzzy_candidates(names: pd.Series, keys: pd.DataFrame, *, limit: int = 3, sc
         Name keys to score (a review list: tens to a few hundred).
     keys : pandas.DataFrame
         From :func:`firm_keys`.
-    limit, score_cutoff
+    limit, score_cutoff : int and float, default 3 and 80.0
         Candidates per name and the lowest score kept.
 
     Returns

@@ -55,11 +55,11 @@ def lag_index(unit: np.ndarray, time: np.ndarray, k: int = 1) -> np.ndarray:
 
     Parameters
     ----------
-    unit
+    unit : numpy.ndarray
         Integer unit codes (any integers; e.g. from :func:`pandas.factorize`).
-    time
+    time : numpy.ndarray
         Integer periods (years). Must be unique within a unit.
-    k
+    k : int, default 1
         Lag order (``k=1``: previous year; negative ``k`` gives leads).
 
     Returns

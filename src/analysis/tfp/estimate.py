@@ -237,62 +237,62 @@ def estimate_production(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame
         Firm-year panel (any row order, gaps allowed; one row per firm-year).
-    output
+    output : str
         Log output (value added; gross output for ``gnr``).
-    free, state
+    free, state : str or sequence of str
         Log free (variable, e.g. labor) and state (dynamic, e.g. capital) inputs. For ``gnr``
         both are the non-flexible inputs; free ones are instrumented by their lag.
-    proxy
+    proxy : str, optional
         Log proxy: investment (``op``), materials (``lp``, ``acf``, ``wrdg``); for ``gnr`` the
         flexible intermediate input.
-    unit, time
+    unit, time : str, default 'firm_id' and 'year'
         Firm id and (integer) year columns.
-    method
+    method : Method, default 'acf'
         ``"ols"``, ``"fe"``, ``"op"``, ``"lp"``, ``"acf"``, ``"wrdg"`` or ``"gnr"``.
-    by
+    by : str, optional
         Estimate separately for each value of this column (e.g. ``"industry_2d"``); the tidy
         frame gets a ``group`` column and ``.tfp`` covers every group.
-    share
+    share : str, optional
         ``gnr`` only: log of the flexible input's nominal share of output,
         ``log(p_m M / (p_y Y))``.
-    time_effects
+    time_effects : bool, default False
         Year dummies in the first stage and year shifters in the law of motion.
-    group_effects
+    group_effects : str, optional
         A categorical column (e.g. ``"industry_code"``) whose effects shift the proxy function
         and the law of motion while the production coefficients stay common (unlike ``by=``):
         group effects, or group x year effects with ``time_effects``, absorbed in the first
         stage and in ``g`` (ols/fe: group(-year) fixed effects; wrdg: additive group dummies).
         Use it when materials intensity or productivity levels differ across industries.
-    markov_controls
+    markov_controls : str or sequence of str, optional
         Columns whose t-1 values shift the law of motion (e.g. certification status).
-    exit
+    exit : str or bool, optional
         ``op``/``lp`` selection correction: a 0/1 column (1 = the firm exits after this year)
         or ``True`` to infer it (a firm's last year before the panel's last year).
-    poly_degree
+    poly_degree : int, default 3
         Degree of the first-stage polynomial (and of GNR's share and ``C`` polynomials).
-    markov_degree
+    markov_degree : int, default 3
         Degree of the polynomial ``g`` in ``omega_{t-1}``.
-    exclude_noise
+    exclude_noise : bool, default False
         Return ``omega`` (TFP without the first-stage noise) in ``.tfp``.
-    se
+    se : StandardErrors, optional
         ``"analytic"`` (ols, fe, wrdg), ``"bootstrap"``, or ``"none"``; default analytic where
         available, else bootstrap.
-    n_boot, seed
+    n_boot, seed : int, default 100 and 0
         Bootstrap draws and the seed of the firm resampling (and of the ACF search subsample).
-    alpha
+    alpha : float, default 0.05
         1 - confidence level of the intervals.
-    root_rule, admissible, starts, search_rows
+    root_rule, admissible, starts, search_rows : RootRule; tuple of float; array-like or int, optional; int
         ACF/OP/LP root search: selection rule (``"persistence"`` or ``"criterion"``, see
         :func:`analysis.tfp.roots.select_root`), the admissible box for every
         coefficient, starting values (array with one column per coefficient, or a number of
         Sobol points) and the second-stage size above which the search runs on a firm
         subsample before polishing on all rows.
-    oplp_objective
+    oplp_objective : OPLPObjective, default 'nls'
         OP/LP second stage: ``"nls"`` (Olley-Pakes' nonlinear least squares, as R prodest) or
         ``"gmm"`` (the moment ``E[(xi + eps) k_t] = 0``).
-    progress
+    progress : bool, optional
         Show the bootstrap progress bar (``None``: only on a terminal/notebook).
 
     Returns
