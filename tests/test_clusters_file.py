@@ -216,6 +216,19 @@ def test_committed_coverage_table_is_consistent(clusters):
         assert n.get((b, p), 0) == k, (b, p)
 
 
+def test_stated_counts_are_not_exceeded(clusters):
+    """clusters_counts.csv holds province-batch counts that sources state (or that follow from
+    stated totals) without naming every cluster: the list never has more rows there than the
+    count, which catches a cluster put in the wrong batch or province."""
+    counts = pd.read_csv(EXTERNAL / "clusters_counts.csv")
+    assert counts["source"].str.len().gt(3).all() and set(counts["basis"]) <= {"stated", "derived"}
+    n = clusters.groupby(["batch", "province"]).size()
+    for b, p, k in zip(counts["batch"], counts["province"], counts["n_certified"]):
+        assert n.get((b, p), 0) <= k, (b, p)
+    cov = pd.read_csv(EXTERNAL / "clusters_coverage.csv")
+    assert not counts.merge(cov, on=["batch", "province"]).shape[0]  # a complete province-batch belongs in the coverage table
+
+
 def test_list_feeds_panel_assignment(clusters):
     """for_assignment gives panel.assign_clusters what it needs (every row with a county code;
     a service cluster keeps a missing industry); a firm in a listed cell gets the cluster and the
