@@ -210,7 +210,36 @@ def _raw_panel(params: Mapping[str, Any]) -> pd.DataFrame:
             "(data.clusters_complete: false, data.clusters_incomplete_controls: drop); supply the full list and set clusters_complete: true, or use warn"
         )
     provincial = cl.as_assignment(read_table(_resolve(d["raw_provincial_clusters"]))) if d.get("raw_provincial_clusters") else None
-    return out.assign(provincial_cluster=cl.provincial_flag(out, provincial))
+    out = out.assign(provincial_cluster=cl.provincial_flag(out, provincial))
+    return _link_records(out, d) if d.get("raw_applications") or d.get("raw_emissions") else out
+
+
+def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
+    """Patent applications (``data.raw_applications``) and pollution records (``data.raw_emissions``)
+    linked to the panel's firms by name (``analysis.sources.patents`` / ``emissions``); their counts
+    and tonnes replace the panel's columns. The firm file needs ``firm_name`` (``former_names``,
+    ``county_name`` help)."""
+    from analysis.sources import emissions as em
+    from analysis.sources import patents as pt
+
+    if "firm_name" not in panel.columns:
+        raise ParameterError(f"data.raw_applications / data.raw_emissions are linked by firm name: {d['raw_firms']} needs a column firm_name (map it with data.rename)")
+    keep = [c for c in ("firm_id", "firm_name", "former_names", "county_code", "county_name") if c in panel.columns]
+    firms = panel[keep].drop_duplicates(["firm_id", "firm_name"], keep="last")
+    if d.get("raw_applications"):
+        if d["patent_counting"] != "whole":
+            raise ParameterError(
+                f"data.patent_counting: {d['patent_counting']!r} gives shares of co-applications, but the panel's patents_* are whole counts "
+                "(data contract, analysis.schema); use whole counting for the panel, fractional counts with analysis.sources.patents.link_patents"
+            )
+        res = pt.link_patents(pt.read_applications(_resolve(d["raw_applications"])), firms, counting=d["patent_counting"])
+        print(f"note: patent applications ({d['patent_counting']} counting): {res.report.share_linked:.1%} linked", file=sys.stderr)
+        panel = res.to_panel(panel)
+    if d.get("raw_emissions"):
+        res = em.link_emissions(em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units")), firms)
+        print(f"note: pollution records: {res.report.share_linked:.1%} linked", file=sys.stderr)
+        panel = res.to_panel(panel)
+    return panel
 
 
 def _resolve(path: str | Path) -> Path:
