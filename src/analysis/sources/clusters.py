@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.domain import ANNOUNCEMENTS, cohort_from_date
+
 __all__ = [
     "DEFINITIONS", "ClusterListError", "as_assignment", "check_cluster_list", "control_sample", "coverage", "for_assignment",
     "membership", "provincial_flag", "read_cluster_list", "treatment_statement", "usable_control_counties",
@@ -590,11 +592,6 @@ def provincial_flag(firms: pd.DataFrame, provincial: pd.DataFrame) -> pd.Series:
     )
 
 
-def _cohort(date, late_month: int) -> int:
-    ts = pd.Timestamp(date)
-    return int(ts.year + (ts.month >= late_month))
-
-
 def control_sample(
     firms: pd.DataFrame,
     clusters: pd.DataFrame,
@@ -644,15 +641,7 @@ def control_sample(
         raise ValueError(f"policy must be 'drop' or 'warn', not {policy!r}")
     last = int(firms["year"].max()) if last_year is None else int(last_year)
     # the national batches that first treat within the data (the 2025 list treats from 2026 with late_month 7)
-    from_notice = {
-        b: _cohort(p, late_month)
-        for b, p in (
-            (2022, "2023-01-11"),
-            (2023, "2023-10-18"),
-            (2024, "2024-09-20"),
-            (2025, "2025-11-05"),
-        )
-    }
+    from_notice = {b: cohort_from_date(p, late_month) for b, p in ANNOUNCEMENTS.items()}
     batches = [b for b in BATCHES if from_notice[b] <= last]
     counties = pd.DataFrame(
         {
