@@ -134,7 +134,7 @@ def _cs(panel, outcome, **kw):
 def test_main_estimates_within_three_standard_errors_of_truth(default_world, outcome):
     """Callaway-Sant'Anna (never-treated, clustered by cell) is within 3 SE of the true ATT on the default world.
 
-    (TFP itself is checked in test_productivity, where it is estimated first.)"""
+    (Not TFP, which must be estimated first; tests/test_tfp_world.py checks the production function on this world.)"""
     panel = add_outcomes(default_world.panel)
     if "so2" in outcome:
         panel = panel[panel["reports_emissions"]]
