@@ -1,10 +1,11 @@
 """Effects of SME characteristic industrial cluster certification: the shared analysis modules.
 
-Submodules: ``domain`` (facts every layer shares: key columns, pollutants, cohort rules), ``config``
-(paths, parameter sets), ``io`` (atomic writes), ``simulate`` (the synthetic world), ``schema`` (the panel's data
-contract), ``panel`` (treatment timing, sample rules),
-``tfp`` (production functions), ``did`` (staggered difference-in-differences), ``inference``,
-``results`` (the one tidy result shape), ``plots``, ``report`` (provenance, HTML site).
+Floors, bottom up (README "Modules"; a module imports only from its floor or below):
+``domain`` (facts every layer shares), ``io``, ``results`` (the one tidy result shape);
+``inference``, ``tfp`` (production functions), ``did`` (staggered difference-in-differences),
+``schema`` (the data contract); ``config`` (paths, parameter sets), ``sources`` (the user's
+files), ``simulate`` (the synthetic world); ``panel`` (the analysis panel); ``productivity``,
+``effects``, ``truth``, ``describe``, ``plots``, ``tables``, ``report``.
 """
 
 __version__ = "0.1.0"
