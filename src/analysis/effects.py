@@ -709,6 +709,9 @@ def _truth_path(inp: FamilyInputs, column: str) -> pd.DataFrame | None:
 def cohort_year_tables(fx: FamilyEffects, inp: FamilyInputs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The main estimator's ATT by cohort and by calendar year, with the truth.
 
+    Only the Callaway-Sant'Anna estimators (``cs_dr``, ``cs_notyet``) have these aggregations;
+    with another main estimator the tables are empty.
+
     Returns
     -------
     (group, calendar, by_cohort, by_year)
