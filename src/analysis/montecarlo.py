@@ -96,6 +96,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "design", "replication", "outcome", "estimator", "kind", "event_time",
     "estimate", "std_error", "conf_low", "conf_high", "band_low", "band_high", "truth",
     "stat", "df", "p_value", "n_obs", "runtime_s", "status", "error", "seed", "world_seed",
+    "treated_cells", "never_treated_share",
 )
 KINDS = ("simple", "event", "pretrend", "replication")
 SPEC_KEYS = {"seed", "replications", "tiny", "store", "outcomes", "did", "world", "tfp", "engine", "designs"}
@@ -359,7 +360,8 @@ def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.r
             panel = _panel_for(d, d["outcomes"], world, np.random.default_rng(ss_sample), spec.get("tfp") or {}, notes)
         except Exception as exc:  # noqa: BLE001 - recorded, not dropped
             return _frame([{**base, "kind": "replication", "status": "error", "error": _error_text(exc), "runtime_s": time.perf_counter() - t0}])
-        rows.append({**base, "kind": "replication", "status": "ok", "runtime_s": time.perf_counter() - t0, "estimator": "world", "n_obs": len(panel)})
+        rows.append({**base, "kind": "replication", "status": "ok", "runtime_s": time.perf_counter() - t0, "estimator": "world", "n_obs": len(panel),
+                     "treated_cells": panel.loc[panel["cohort"] > 0, "cell_id"].nunique(), "never_treated_share": float((panel["cohort"] == 0).mean())})
         band_rng = np.random.default_rng(ss_band)
         for column in d["outcomes"]:
             data = panel.dropna(subset=[column])
@@ -387,7 +389,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     out = pd.DataFrame(rows).reindex(columns=list(RESULT_COLUMNS))
     for c in ("design", "outcome", "estimator", "kind", "status", "error", "seed"):
         out[c] = out[c].astype("string")
-    for c in ("event_time", "estimate", "std_error", "conf_low", "conf_high", "band_low", "band_high", "truth", "stat", "df", "p_value", "n_obs", "runtime_s"):
+    for c in ("event_time", "estimate", "std_error", "conf_low", "conf_high", "band_low", "band_high", "truth", "stat", "df", "p_value", "n_obs", "runtime_s",
+              "treated_cells", "never_treated_share"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
     out["replication"] = out["replication"].astype(np.int64)
     out["world_seed"] = pd.array(out["world_seed"], dtype="Int64")
@@ -574,6 +577,8 @@ def run_validation(
     report = RunReport(store=store)
     todo: list[tuple[str, int]] = []
     for d in names:
+        for stale in (store / d).glob(".rep_*.tmp.parquet") if (store / d).is_dir() else []:
+            stale.unlink()  # the temporary file of a write that a killed run left half done
         n = _design_replications(spec, d, R)
         done = completed(store, d)
         if retry_failed:
@@ -614,6 +619,18 @@ def run_validation(
     return report
 
 
+def _commit() -> str:
+    """The code's git commit (with ``+changes`` if the tree is dirty), for the manifest."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
 def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str], R: int, *, status: str, report: RunReport | None = None) -> None:
     """``<store>/run.json``: what the last run asked for and how it ended (read by the report)."""
     path = Path(store) / "run.json"
@@ -624,6 +641,7 @@ def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str]
         "designs": list(designs),
         "seed": int(spec["seed"]),
         "time": _dt.datetime.now().isoformat(timespec="seconds"),
+        "commit": _commit(),
         "stored": {d: len(completed(store, d)) for d in spec["designs"]},
     }
     if report is not None:
