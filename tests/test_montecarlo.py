@@ -152,7 +152,7 @@ def test_a_killed_worker_loses_nothing(spec_path, reference, tmp_path):
 
 def test_failures_are_recorded_with_their_seed(tmp_path):
     """An estimator that cannot run (no never-treated firms) and a world that cannot be drawn are stored as errors."""
-    raw = yaml.safe_load((CONFIG_DIR / "validation.yaml").read_text(encoding="utf-8"))
+    yaml.safe_load((CONFIG_DIR / "validation.yaml").read_text(encoding="utf-8"))
     designs = {
         "none_never": {"outcomes": ["tfp_true"], "estimators": ["cs_dr", "twfe"], "world": {"scenario": {"no_never_treated": True}}},
         "bad_world": {"outcomes": ["tfp_true"], "world": {"years": [2020, 2023]}},
