@@ -601,9 +601,13 @@ def run_validation(
             bar = tqdm(total=len(futures), desc="Monte Carlo replications", unit="rep", **progress_options(progress))
             for fut in as_completed(futures):
                 d, r = futures.pop(fut)
+                if fut.status == "cancelled":  # the run is being shut down: not a result, leave it to the next run
+                    continue
                 try:
                     frame = fut.result()
-                except Exception as exc:  # noqa: BLE001 - the task itself failed: record it
+                except Exception as exc:  # noqa: BLE001 - the task itself failed (e.g. its worker died repeatedly): record it
+                    if fut.status == "cancelled" or type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
+                        continue
                     frame = _failed_task_frame(d, r, spec, exc)
                 path = write_parquet(frame, _rep_path(store, d, r))
                 if on_write is not None:
