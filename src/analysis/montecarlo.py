@@ -819,6 +819,11 @@ def summarize(results: pd.DataFrame, spec: Mapping[str, Any] | None = None) -> d
     roles = {d: v.get("role", "size") for d, v in (spec or {}).get("designs", {}).items()}
     keys = ["design", "outcome", "estimator"]
     r = results.copy()
+    if spec:  # report what the specification asks for: stored rows of outcomes or estimators a design no longer lists are left out
+        want = {(d, o, e) for d, v in spec["designs"].items() for o in v["outcomes"] for e in v["estimators"]}
+        fit = r["kind"] != "replication"
+        listed = pd.Series([(d, o, e) in want for d, o, e in zip(r["design"], r["outcome"], r["estimator"])], index=r.index)
+        r = r[~fit | listed]
     ok = r[r["status"] == "ok"]
 
     def metrics(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
