@@ -30,10 +30,10 @@ from pathlib import Path
 import cloudpickle
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _common  # noqa: E402
-from _common import machine, package_versions, peak_rss_gb  # noqa: E402
+import _common
+from _common import machine, package_versions, peak_rss_gb
 
-from analysis import montecarlo as mc  # noqa: E402
+from analysis import montecarlo as mc
 
 cloudpickle.register_pickle_by_value(_common)
 SECTION = "## Monte Carlo engine (`bench/montecarlo.py`)"
@@ -101,12 +101,12 @@ def main() -> None:
     v = package_versions(("numpy", "pandas", "dask", "distributed", "dask-jobqueue", "pyfixest"))
     lines = [
         SECTION, "",
-        f"Run `python bench/montecarlo.py{' --study-scale' if args.study_scale else ''} --reps {args.reps} --write` ({time.strftime('%Y-%m-%d')}). Machine: {machine()}; "
-        f"load average before the run {', '.join(f'{x:.2f}' for x in load0)}, after {', '.join(f'{x:.2f}' for x in load1)}.",
+        (f"Run `python bench/montecarlo.py{' --study-scale' if args.study_scale else ''} --reps {args.reps} --write` ({time.strftime('%Y-%m-%d')}). Machine: {machine()}; "
+        f"load average before the run {', '.join(f'{x:.2f}' for x in load0)}, after {', '.join(f'{x:.2f}' for x in load1)}."),
         "Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".", "",
-        f"Design `{args.design}` of `config/validation.yaml` (validation world: 5,000 firms in 2016, about 55,000 firm-years, "
+        (f"Design `{args.design}` of `config/validation.yaml` (validation world: 5,000 firms in 2016, about 55,000 firm-years, "
         f"{', '.join(spec['designs'][args.design]['outcomes'])}; all six estimators, pre-tests, sup-t bands). Each worker ran one "
-        "warm-up replication first (imports, numba JIT: not in the timed part); the Dask rows include writing each replication's parquet.", "",
+        "warm-up replication first (imports, numba JIT: not in the timed part); the Dask rows include writing each replication's parquet."), "",
         "| engine | timed replications | wall (s) | replications / min | core-seconds / replication | cluster start (s) | peak memory per worker (GB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -114,11 +114,11 @@ def main() -> None:
         lines.append(f"| {r['what']} | {r['reps']} | {r['wall']:.1f} | {r['per_min']:.1f} | {r['core_s']:.2f} | {r['startup']:.1f} | {', '.join(f'{p:.2f}' for p in r['peaks'])} |")
     lines += [
         "",
-        f"- Scaling efficiency from 1 to 2 workers: {eff:.2f} (rate with 2 workers / twice the rate with 1); "
-        f"Dask with 1 worker / plain loop: {one['per_min'] / rows[0]['per_min']:.2f} of its rate.",
-        f"- Paper-scale projection: 1,000 replications x {n_designs} designs at the 1-worker cost of this design "
+        (f"- Scaling efficiency from 1 to 2 workers: {eff:.2f} (rate with 2 workers / twice the rate with 1); "
+        f"Dask with 1 worker / plain loop: {one['per_min'] / rows[0]['per_min']:.2f} of its rate."),
+        (f"- Paper-scale projection: 1,000 replications x {n_designs} designs at the 1-worker cost of this design "
         f"({one['core_s']:.2f} core-s) = **{core_h:,.0f} core-hours** ({core_h / 8:,.1f} h on 8 cores, "
-        f"{core_h / 64:,.1f} h on 64); designs with fewer outcomes are cheaper, `tfp_acf` (ACF before the DiD) about twice as expensive.",
+        f"{core_h / 64:,.1f} h on 64); designs with fewer outcomes are cheaper, `tfp_acf` (ACF before the DiD) about twice as expensive."),
     ]
     if big:
         bh = 1000 * n_designs * big["seconds"] / 3600
@@ -129,7 +129,7 @@ def main() -> None:
     if args.write:
         path = Path(__file__).parent / "README.md"
         old = path.read_text(encoding="utf-8")
-        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.DOTALL)
         new = pattern.sub(lambda _: text.rstrip("\n") + "\n", old) if SECTION in old else old.rstrip("\n") + "\n\n" + text
         path.write_text(new, encoding="utf-8")
 
