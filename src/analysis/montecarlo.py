@@ -921,8 +921,8 @@ def plot_coverage(summary: Mapping[str, pd.DataFrame], *, outcome: str | None = 
         ax.errorbar(d["coverage"], y, xerr=1.96 * d["coverage_mcse"], fmt="o", ms=4, capsize=2, label=_label(e))
     ax.set_yticks(range(len(designs)), designs)
     ax.invert_yaxis()
-    ax.set_xlabel("coverage of the 95 % confidence interval of the overall ATT (bars: +/- 1.96 Monte Carlo s.e.)")
-    ax.legend(fontsize=7, loc="lower left", frameon=False)
+    ax.set_xlabel("coverage of the 95 % CI of the overall ATT (+/- 1.96 MC s.e.)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12 - 1.2 / max(len(designs), 1)), ncol=3, frameon=False)
     return ax
 
 
@@ -944,8 +944,7 @@ def plot_bias(summary: Mapping[str, pd.DataFrame], *, outcome: str | None = None
         ax.errorbar(d["bias"], y, xerr=1.96 * d["bias_mcse"], fmt="o", ms=4, capsize=2, label=_label(e))
     ax.set_yticks(range(len(designs)), designs)
     ax.invert_yaxis()
-    ax.set_xlabel("bias of the overall ATT (estimate - truth; bars: +/- 1.96 Monte Carlo s.e.)")
-    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    ax.set_xlabel("bias of the overall ATT, estimate - truth (+/- 1.96 MC s.e.)")
     return ax
 
 
@@ -985,8 +984,8 @@ def plot_pretrend(summary: Mapping[str, pd.DataFrame], *, ax=None, alpha: float 
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"rejection rate of the pre-trend test at {alpha:.0%} (size where parallel trends hold; bars: +/- 1.96 MC s.e.)")
-    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    ax.set_xlabel(f"rejection rate of the pre-trend test at {alpha:.0%} (+/- 1.96 MC s.e.)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12 - 1.2 / max(len(rows), 1)), ncol=3, frameon=False)
     return ax
 
 
