@@ -69,6 +69,7 @@ from analysis.io import progress_options, write_parquet, write_text
 __all__ = [
     "RESULT_COLUMNS",
     "RunReport",
+    "acceptance",
     "completed",
     "coverage_table",
     "design_world",
@@ -86,6 +87,7 @@ __all__ = [
     "replication_seeds",
     "results_for_report",
     "run_validation",
+    "settings_against_study",
     "stored_run",
     "summarize",
     "uniform_band",
@@ -891,6 +893,27 @@ def coverage_table(summary: Mapping[str, pd.DataFrame], *, design: str | None = 
         "seconds": t["runtime_s"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
     })
     return out.reset_index(drop=True)
+
+
+def acceptance(summary: Mapping[str, pd.DataFrame], *, design: str = "clean", estimators: Sequence[str] = ("cs_dr", "sunab", "imputation"),
+               band: tuple[float, float] = (0.93, 0.97)) -> pd.DataFrame:
+    """The issue's acceptance check: coverage of the overall ATT's 95 % CI within ``band`` in ``design``.
+
+    One row per outcome and estimator with ``R``, ``coverage``, its MC s.e. and ``within`` (bool).
+    """
+    s = summary["simple"]
+    t = s[(s["design"] == design) & s["estimator"].isin(estimators)][["outcome", "estimator", "n", "coverage", "coverage_mcse"]].copy()
+    t["within"] = t["coverage"].between(*band)
+    return t.rename(columns={"n": "R"}).reset_index(drop=True)
+
+
+def settings_against_study(spec: Mapping[str, Any], params: Mapping[str, Any]) -> pd.DataFrame:
+    """The validation's DiD settings next to the parameter set's ``did`` section (what the reports run)."""
+    rows = []
+    for key in ("estimators", "cluster", "alpha", "window"):
+        a, b = spec["did"].get(key), params.get("did", {}).get(key)
+        rows.append({"setting": f"did.{key}", "validation": str(a), "study": str(b), "same": a == b})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
