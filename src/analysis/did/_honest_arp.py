@@ -258,7 +258,172 @@ def _solve_vertices(P: _Problem, theta: np.ndarray) -> _Solution:
     return _Solution(eta, V[best], vlo, vup, np.ones(theta.size, dtype=bool))
 
 
+class _Basis:
+    """A basis of ``min eta s.t. W x >= y`` (x = (eta, nu) free): ``r`` rows with ``W_B`` invertible
+    and dual ``lambda_B = W_B^{-T} e_1 >= 0``, moved along ``y(t) = y0 + t dy`` by dual simplex
+    pivots (parametric right-hand side), so that it stays optimal; Bland's rule against cycling."""
+
+    def __init__(self, W: np.ndarray, rows: list[int]):
+        self.W = W
+        self.m, self.r = W.shape
+        self.set(rows)
+
+    def set(self, rows: list[int], Binv: np.ndarray | None = None) -> None:
+        self.B = list(rows)
+        self.Binv = np.linalg.inv(self.W[self.B]) if Binv is None else Binv
+        self.lam = self.Binv[0].copy()  # dual values of the basic rows
+        self.updates = 0
+
+    def copy(self) -> _Basis:
+        other = _Basis.__new__(_Basis)
+        other.W, other.m, other.r = self.W, self.m, self.r
+        other.B, other.Binv, other.lam, other.updates = list(self.B), self.Binv.copy(), self.lam.copy(), self.updates
+        return other
+
+    def replace(self, leave: int, j: int, alpha: np.ndarray) -> None:
+        """Row ``j`` (``W_j = alpha W_B``) replaces basis position ``leave``: product-form update
+        of the inverse, refactorised every 50 pivots."""
+        self.B[leave] = j
+        if self.updates >= 50:
+            self.set(self.B)
+            return
+        u = alpha.copy()
+        u[leave] -= 1.0
+        col = self.Binv[:, leave] / alpha[leave]
+        self.Binv -= np.outer(col, u)
+        self.lam = self.Binv[0].copy()
+        self.updates += 1
+
+    def full_dual(self) -> np.ndarray:
+        g = np.zeros(self.m)
+        g[self.B] = self.lam
+        return g
+
+    def advance(self, y0: np.ndarray, dy: np.ndarray, t: float, t_to: float, stop=None, max_pivots: int = 5000):
+        """Pivot until the basis is optimal on ``[t, t_to]``; ``stop(self)`` after a pivot that
+        changes the dual may end the sweep: returns ``(t_reached, stopped)``."""
+        W, tol = self.W, 1e-9
+        nonbasic = np.ones(self.m, dtype=bool)
+        for _ in range(max_pivots):
+            nonbasic[:] = True
+            nonbasic[self.B] = False
+            x0 = self.Binv @ y0[self.B]
+            dx = self.Binv @ dy[self.B]
+            sl0 = W @ x0 - y0
+            dsl = W @ dx - dy
+            scale = 1.0 + np.abs(y0) + np.abs(dy) * abs(t)
+            cand = nonbasic & (dsl < -tol * scale)
+            if not cand.any():
+                return t_to, False
+            tj = np.full(self.m, np.inf)
+            tj[cand] = -sl0[cand] / dsl[cand]
+            tmin = float(tj.min())
+            if tmin > t_to:
+                return t_to, False
+            tmin = max(tmin, t)
+            j = int(np.flatnonzero(tj <= max(tmin, t) + 1e-12 * (1 + abs(tmin)))[0])  # Bland: smallest index
+            alpha = W[j] @ self.Binv  # W_j = alpha W_B
+            okp = alpha > 1e-12
+            if not okp.any():
+                raise np.linalg.LinAlgError("dual simplex: no leaving row")
+            ratio = np.full(self.r, np.inf)
+            ratio[okp] = self.lam[okp] / alpha[okp]
+            rmin = float(ratio.min())
+            ties = np.flatnonzero(ratio <= rmin + 1e-12 * (1 + rmin))
+            leave = int(ties[np.argmin(np.asarray(self.B)[ties])])
+            self.replace(leave, j, alpha)
+            t = tmin
+            if stop is not None and rmin > 1e-12 and stop(self):
+                return t, True
+        raise np.linalg.LinAlgError("dual simplex: too many pivots")
+
+
+def _initial_basis(W: np.ndarray, y: np.ndarray) -> _Basis | None:
+    """An optimal basis at ``y`` from a HiGHS solution: the rows with positive duals completed by
+    binding rows to an invertible ``W_B``."""
+    val, x, lam, good = _lp_eta(y, W)
+    if not good:
+        return None
+    m, r = W.shape
+    slack = W @ x - y
+    order = np.lexsort((slack, ~(lam > _TOL_LAMBDA)))  # positive duals first, then tightest rows
+    rows: list[int] = []
+    for i in order:
+        if len(rows) == r:
+            break
+        cand = rows + [int(i)]
+        if np.linalg.matrix_rank(W[cand], tol=1e-10) == len(cand):
+            rows = cand
+    if len(rows) < r:
+        return None
+    basis = _Basis(W, rows)
+    if np.any(basis.lam < -1e-9):
+        return None
+    return basis
+
+
 def _solve_lp(P: _Problem, theta: np.ndarray) -> _Solution:
+    """Linear programmes: one HiGHS solve at the smallest theta, then a parametric dual simplex
+    along the grid (``y = Y - a theta``) and, at each grid point, along ``y = s + b c`` upwards and
+    downwards from ``c = gamma'y`` until the optimal dual vertex changes: ``v_up``, ``v_lo``."""
+    Y, a, W, S = P.Y, P.a, P.W, P.S
+    G, m = theta.size, W.shape[0]
+    eta = np.full(G, np.nan)
+    gamma = np.full((G, m), np.nan)
+    vlo, vup = np.full(G, -np.inf), np.full(G, np.inf)
+    ok = np.zeros(G, dtype=bool)
+    order = np.argsort(theta)
+    basis = None
+    t_prev = None
+    for k in order:
+        t = float(theta[k])
+        y = Y - a * t
+        try:
+            if basis is None:
+                basis = _initial_basis(W, y)
+                if basis is None:
+                    continue
+            else:
+                basis.advance(Y, -a, t_prev, t)
+        except np.linalg.LinAlgError:
+            basis = _initial_basis(W, y)
+            if basis is None:
+                continue
+        t_prev = t
+        x = basis.Binv @ y[basis.B]
+        gam = basis.full_dual()
+        eta[k], gamma[k], ok[k] = x[0], gam, True
+        q = float(gam @ S @ gam)
+        if q < np.finfo(float).eps:
+            continue
+        b = S @ gam / q
+        s = y - b * x[0]
+        for sign in (1.0, -1.0):  # c = x[0] + sign * u, u >= 0
+            probe = basis.copy()
+            dy = sign * b
+            y0 = s + b * x[0]
+
+            def stop(bs, dy=dy, sign=sign):
+                # the new dual vertex's value grows faster in u than c = gamma'y does
+                return float(bs.lam @ dy[bs.B]) > sign + 1e-9
+
+            try:
+                u, stopped = probe.advance(y0, dy, 0.0, 1e12, stop=stop)
+            except np.linalg.LinAlgError:
+                lo_, up_ = _dual_truncation(x[0], gam, y, S, W)
+                vlo[k], vup[k] = lo_, up_
+                break
+            bound = x[0] + sign * u if stopped else sign * np.inf
+            if sign > 0:
+                vup[k] = bound
+            else:
+                vlo[k] = bound
+    return _Solution(eta, gamma, vlo, vup, ok)
+
+
+def _solve_lp_pointwise(P: _Problem, theta: np.ndarray) -> _Solution:
+    """One HiGHS programme per optimal basis met along the grid, Newton steps on the dual for
+    degenerate solutions (slower; kept as an independent check of :func:`_solve_lp`)."""
     Y, a, W, S = P.Y, P.a, P.W, P.S
     G, (m, r) = theta.size, W.shape
     eta = np.full(G, np.nan)
@@ -271,7 +436,6 @@ def _solve_lp(P: _Problem, theta: np.ndarray) -> _Solution:
         t = theta[order[i]]
         y = Y - a * t
         val, x, lam, good = _lp_eta(y, W)
-        _DEBUG["lp"] = _DEBUG.get("lp", 0) + 1
         if not good:
             i += 1
             continue
@@ -315,8 +479,6 @@ def _solve_lp(P: _Problem, theta: np.ndarray) -> _Solution:
             eta[idx], gamma[idx], ok[idx] = c0, gam, True
             i = j
         else:  # degenerate: the dual approach at this point only
-            _DEBUG["degenerate"] = _DEBUG.get("degenerate", 0) + 1
-            _DEBUG.setdefault("deg_info", []).append((basic.size, r, np.linalg.matrix_rank(WB) if basic.size else 0))
             k = order[i]
             eta[k], gamma[k], ok[k] = val, lam, True
             if float(lam @ S @ lam) >= np.finfo(float).eps:
@@ -325,9 +487,12 @@ def _solve_lp(P: _Problem, theta: np.ndarray) -> _Solution:
     return _Solution(eta, gamma, vlo, vup, ok)
 
 
-def _solve(P: _Problem, theta: np.ndarray) -> _Solution:
+
+def _solve(P: _Problem, theta: np.ndarray, pointwise: bool = False) -> _Solution:
     if P.vertices is not None:
         return _solve_vertices(P, theta)
+    if pointwise:
+        return _solve_lp_pointwise(P, theta)
     return _solve_lp(P, theta)
 
 
@@ -339,8 +504,22 @@ def lf_critical_value(P: _Problem, kappa: float, sims: int = 1000, seed: int = 0
         return float("nan")
     if P.vertices is not None:
         etas = (xi @ P.vertices.T).max(axis=1)
-    else:
-        etas = np.array([_lp_eta(x, P.W)[0] for x in xi])
+    else:  # a dual-simplex homotopy from one draw to the next (a few pivots each)
+        etas = np.full(sims, np.nan)
+        basis, prev = None, None
+        for i, x in enumerate(xi):
+            try:
+                if basis is None:
+                    basis = _initial_basis(P.W, x)
+                else:
+                    basis.advance(prev, x - prev, 0.0, 1.0)
+            except np.linalg.LinAlgError:
+                basis = _initial_basis(P.W, x)
+            if basis is None:
+                etas[i] = _lp_eta(x, P.W)[0]
+                continue
+            etas[i] = float((basis.Binv @ x[basis.B])[0])
+            prev = x
     return _quantile7(etas, 1 - kappa)
 
 
@@ -396,7 +575,8 @@ def accept_grid(
     rows
         Rows of ``A`` used by the test (several post periods); with one post period ``A`` itself.
     solver
-        ``"auto"`` (vertices when few, else linear programmes), ``"vertices"`` or ``"lp"``.
+        ``"auto"`` (vertices when few, else linear programmes), ``"vertices"``, ``"lp"`` or
+        ``"lp-pointwise"`` (HiGHS at every basis change; an independent check).
     """
     beta, sigma = np.asarray(beta, dtype=float), np.asarray(sigma, dtype=float)
     l_vec = np.asarray(l_vec, dtype=float).ravel()
@@ -412,7 +592,7 @@ def accept_grid(
     S_full = A @ sigma @ A.T
     rows = np.asarray(rows, dtype=np.intp)
     P = _problem(Y_full[rows], a_full[rows], X_full[rows], S_full[np.ix_(rows, rows)],
-                 method={"auto": "auto", "vertices": "vertices", "lp": "lp"}[solver])
+                 method={"auto": "auto", "vertices": "vertices", "lp": "lp", "lp-pointwise": "lp"}[solver])
     G = theta.size
     if P.unbounded:
         warnings.warn("the linear programme for eta is unbounded; the test does not reject", RuntimeWarning, stacklevel=3)
@@ -435,7 +615,7 @@ def accept_grid(
         reject |= first
         live &= ~first
     size = alpha if hybrid == "ARP" else (alpha - kappa) / (1 - kappa)
-    sol = _solve(P, theta)
+    sol = _solve(P, theta, pointwise=solver == "lp-pointwise")
     live &= sol.ok
     if hybrid == "LF":
         first = live & (sol.eta > lf_cv)
@@ -469,7 +649,6 @@ def accept_grid(
         f_lo = np.where(vc < 0, up1, np.where(vc > 0, up2, -np.inf))
         f_up = np.where(vc > 0, up1, np.where(vc < 0, up2, np.inf))
         vlo, vup = np.maximum(vlo, f_lo), np.minimum(vup, f_up)
-    _DEBUG.update(eta=eta, sigma_b=sigma_b, vlo=vlo, vup=vup, idx=idx, lin=(lin if hybrid == "FLCI" else None), h=(flci.halflength if flci else None))
     rej = _decide(eta, sigma_b, vlo / sigma_b, vup / sigma_b, size)
     rej = np.where(tiny, eta > 0, rej)
     reject[idx] |= rej
@@ -524,5 +703,3 @@ def _accept_no_nuisance(beta, sigma, n_pre, l_scalar, A, d, theta, *, alpha, hyb
     rej2 = gy > cv
     reject |= live & rej2
     return ~reject
-
-_DEBUG = {}
