@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import rserial  # noqa: E402
+import rserial
 
 VIGNETTE_COMMIT = "fdadae33428a024df204c210da48cc5362966e89"
 README_COMMIT = "6813f02ed38f0b63bdca6915604b2eac90491303"

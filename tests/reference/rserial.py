@@ -104,7 +104,7 @@ class _Reader:
         pl = self.item()
         return pl if isinstance(pl, dict) else {}
 
-    def item(self) -> Any:  # noqa: C901 - one branch per SEXP type, as the format
+    def item(self) -> Any:
         flags = self.int()
         t = flags & 0xFF
         has_attr, has_tag = bool(flags & (1 << 9)), bool(flags & (1 << 10))

@@ -46,7 +46,7 @@ from scipy.optimize import linprog
 
 from analysis.did._honest_rng import r_rmvnorm
 
-__all__ = ["accept_grid", "gamma_matrix", "tn_quantile", "lf_critical_value"]
+__all__ = ["accept_grid", "gamma_matrix", "lf_critical_value", "tn_quantile"]
 
 _TOL_LAMBDA = 1e-6  # dual values above this mark binding moments (as the R package)
 _MAX_SUBSETS = 60_000  # vertex enumeration up to this many candidate bases

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-__all__ = ["Polyhedron", "polyhedra", "identified_set", "sd_upper_bound_mpre"]
+__all__ = ["Polyhedron", "identified_set", "polyhedra", "sd_upper_bound_mpre"]
 
 _ZERO_ROW = 1e-10
 

@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import special
 
-__all__ = ["r_rnorm", "r_rmvnorm", "r_runif"]
+__all__ = ["r_rmvnorm", "r_rnorm", "r_runif"]
 
 _BIG = 134217728.0  # 2^27
 _I2_32M1 = 2.328306437080797e-10  # 1 / (2^32 - 1)

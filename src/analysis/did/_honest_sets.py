@@ -26,7 +26,7 @@ from analysis.did._honest_arp import FLCIHybrid, accept_grid
 from analysis.did._honest_deltas import Polyhedron, identified_set, polyhedra
 from analysis.did._honest_flci import optimal_flci
 
-__all__ = ["RobustSet", "robust_set", "original_ci", "METHODS", "default_method", "delta_name"]
+__all__ = ["METHODS", "RobustSet", "default_method", "delta_name", "original_ci", "robust_set"]
 
 METHODS = {"FLCI": "FLCI", "C-F": "FLCI", "C-LF": "LF", "Conditional": "ARP", "ARP": "ARP"}
 

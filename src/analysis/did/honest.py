@@ -39,7 +39,7 @@ Raw inputs (the R package's Benzarti-Carloni example has 4 pre- and 4 post-perio
 >>> sigma = np.diag(np.full(8, 0.02 ** 2))
 >>> res = honest_did(beta, sigma=sigma, n_pre=4, n_post=4, restriction="smoothness", M=[0, 0.01])
 >>> res.tidy()[["term", "method", "conf_low", "conf_high"]].round(3).values.tolist()
-[['original', 'Original', 0.161, 0.239], ['M=0', 'FLCI', 0.158, 0.24], ['M=0.01', 'FLCI', 0.141, 0.266]]
+[['original', 'Original', 0.161, 0.239], ['M=0', 'FLCI', 0.158, 0.242], ['M=0.01', 'FLCI', 0.151, 0.251]]
 
 An event-study result (any estimator with ``event_time`` rows and a covariance):
 
@@ -50,7 +50,7 @@ An event-study result (any estimator with ``event_time`` rows and a covariance):
 >>> es = twfe(d, "dins", "stfips", "year", "yexp2", dynamic=True)
 >>> rm = honest_did(es, restriction="relative_magnitude", Mbar=[0.5, 1])
 >>> rm.tidy()[["Mbar", "conf_low", "conf_high"]].round(4).values.tolist()
-[[nan, 0.0285, 0.0644], [0.5, 0.0241, 0.0673], [1.0, 0.0171, 0.072]]
+[[nan, 0.0285, 0.0644], [0.5, 0.024, 0.0672], [1.0, 0.017, 0.072]]
 """
 
 from __future__ import annotations
@@ -66,10 +66,16 @@ from typing import Any
 import numpy as np
 
 from analysis.did._honest_deltas import sd_upper_bound_mpre
-from analysis.did._honest_sets import METHODS, default_method, delta_name, original_ci, robust_set
+from analysis.did._honest_sets import (
+    METHODS,
+    default_method,
+    delta_name,
+    original_ci,
+    robust_set,
+)
 from analysis.results import EstimationResult, tidy_frame
 
-__all__ = ["honest_did", "event_study_inputs"]
+__all__ = ["event_study_inputs", "honest_did"]
 
 _RESTRICTIONS = {
     "relative_magnitude": "RM", "rm": "RM", "deltarm": "RM", "deviation from parallel trends": "RM",
@@ -209,8 +215,8 @@ def honest_did(
     n_pre: int | None = None,
     n_post: int | None = None,
     l_vec: Sequence[float] | None = None,
-    numPrePeriods: int | None = None,  # noqa: N803 - the R package's spelling
-    numPostPeriods: int | None = None,  # noqa: N803
+    numPrePeriods: int | None = None,
+    numPostPeriods: int | None = None,
     cache: bool = True,
     cache_dir: str | Path | None = None,
 ) -> EstimationResult:
