@@ -24,9 +24,12 @@ Two exact ways to the same numbers:
   with up to ~8 post periods): the vertices of ``P`` are enumerated once; ``eta`` over the whole
   grid, the least-favourable simulations and ``v_lo``, ``v_up`` are then matrix products, with no
   linear programme per grid point;
-* **linear programmes** (HiGHS through SciPy) otherwise: one programme per optimal basis met along
-  the grid (the basis is optimal on an interval of ``theta``; all grid points inside reuse it),
-  ``v_lo``, ``v_up`` from that basis, and for a degenerate solution Newton steps on the dual.
+* **linear programmes** otherwise (e.g. smoothness with 23 post periods): one HiGHS solve (SciPy)
+  gives an optimal basis, which a parametric dual simplex then carries along the grid
+  (``y = Y - a theta``), from one least-favourable draw to the next, and at each grid point along
+  ``y = s + b c`` up and down from ``c = gamma'y`` until the optimal dual vertex changes, which is
+  ``v_up`` / ``v_lo``. ``solver="lp-pointwise"`` instead solves HiGHS at every basis change and
+  uses Newton steps on the dual (slow; an independent check).
 
 With one post-treatment period there is no nuisance; the R package then uses the conditional test
 on the normalised moments with the largest moment selected, and so do we (``_accept_no_nuisance``;
