@@ -15,7 +15,6 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "analysis"
 #: files left out for now, with the reason
 PENDING = {
-    "did/honest.py": "being replaced by our own HonestDiD implementation",
     "inference.py": "being reworked with the pre-trend test",
 }
 SECTIONS = {"Parameters", "Returns", "Raises", "Examples", "Notes", "Yields", "See Also", "Attributes", "References", "Warns"}

@@ -28,11 +28,15 @@ module_closure, notebook_imports = _deps.module_closure, _deps.notebook_imports
 
 
 # --- parameter sets ------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("effects_")), ids=lambda p: p.stem)
+PARAMETER_SETS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("effects_") and p.stem != "validation")
+
+
+@pytest.mark.parametrize("path", PARAMETER_SETS, ids=lambda p: p.stem)
 def test_every_parameter_set_loads(path):
     """Each parameter set in config/ merges over default.yaml without unknown keys: the result has every
     key of default.yaml, the set's own values where it gives them and the default's elsewhere
-    (effects_*.yaml are outcome-family specifications, checked in test_effects)."""
+    (effects_*.yaml are outcome-family specifications, checked in test_effects; validation.yaml is
+    the Monte Carlo specification, checked in test_montecarlo)."""
     import yaml
 
     default = yaml.safe_load((CONFIG_DIR / "default.yaml").read_text(encoding="utf-8"))

@@ -48,7 +48,6 @@ FORBIDDEN = {("analysis.sources", "analysis.simulate"): "the real-data readers i
 #: known exceptions, each with the reason and when it goes
 ALLOWED = {
     ("analysis.results", "analysis.tables"): "compatibility shim: analysis.results.export_table & co. moved to analysis.tables",
-    ("analysis.did", "analysis.config"): "did/honest.py's cache default (data/interim); removed by the HonestDiD rewrite",
 }
 
 

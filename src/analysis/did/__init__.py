@@ -9,7 +9,7 @@
   Hollingsworth 2024);
 - :func:`ppml` and :func:`etwfe_poisson` for counts (Poisson PML; Wooldridge 2023);
 - :func:`event_study` (any of them as an event study, same columns), :func:`bacon_decomp`
-  (Goodman-Bacon 2021), :func:`honest_did` (Rambachan and Roth 2023, via moderndid).
+  (Goodman-Bacon 2021), :func:`honest_did` (Rambachan and Roth 2023).
 
 A never-treated unit has cohort 0 or missing; a unit first treated after the last period (plus
 anticipation) is never treated in the sample (:mod:`analysis.domain`).
