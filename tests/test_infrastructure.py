@@ -156,6 +156,25 @@ def test_record_reads_logs_each_input_read_with_its_hash(tmp_path):
     assert yaml_hashes[1] == file_hash(watched / "params.yaml", length=64)
 
 
+def test_record_reads_leaves_out_what_the_process_wrote_itself(tmp_path):
+    """A file the process wrote atomically (a run manifest) and then reads back is its output, not an
+    input: it is not logged, so a page's footer never lists a hash the file no longer has; a file written
+    by another process before is logged."""
+    watched = tmp_path / "data"
+    watched.mkdir()
+    write_text("before", watched / "input.txt")
+    log = tmp_path / "reads.jsonl"
+    record_reads(log, under=[watched])
+    try:
+        (watched / "input.txt").read_text()
+        write_text('{"status": "running"}', watched / "run.json")
+        (watched / "run.json").read_text()
+        write_text('{"status": "complete"}', watched / "run.json")
+    finally:
+        record_reads(None, under=[])
+    assert [os.path.basename(r["path"]) for r in read_log(log)] == ["input.txt"]
+
+
 def test_read_table_errors_name_the_file(tmp_path):
     """A missing file and an unsupported suffix are errors naming the file."""
     with pytest.raises(FileNotFoundError, match="missing.csv"):

@@ -151,7 +151,7 @@ def progress_options(progress: bool | None) -> dict:
 # ---------------------------------------------------------------------------------------------
 # which files a process read: the inputs of a report's provenance
 
-_LOG: dict = {"path": None, "under": (), "exclude": (), "seen": set(), "hashes": {}}
+_LOG: dict = {"path": None, "under": (), "exclude": (), "seen": set(), "hashes": {}, "outputs": set()}
 _BUSY = threading.local()
 
 
@@ -170,7 +170,9 @@ def _note_read(source) -> None:
     _BUSY.on = True
     try:
         name = os.path.abspath(os.fsdecode(source))
-        if name == _LOG["path"] or not any(name.startswith(u) for u in _LOG["under"]) or any(name.startswith(x) for x in _LOG["exclude"]):
+        if name == _LOG["path"] or name in _LOG["outputs"] or not any(name.startswith(u) for u in _LOG["under"]):
+            return
+        if any(name.startswith(x) for x in _LOG["exclude"]):
             return
         st = os.stat(name)
         if not os.path.isfile(name):
@@ -191,6 +193,9 @@ def _note_read(source) -> None:
 def _audit(event: str, args: tuple) -> None:
     if event == "open" and _LOG["path"] is not None and _opened_for_reading(args[1], args[2]):
         _note_read(args[0])
+    elif event == "os.rename" and _LOG["path"] is not None and isinstance(args[1], (str, bytes, os.PathLike)):
+        # the last step of an atomic write (os.replace): the file is this process's output from now on
+        _LOG["outputs"].add(os.path.abspath(os.fsdecode(args[1])))
 
 
 def _logging_reads(func):
@@ -211,7 +216,8 @@ def record_reads(log: str | Path | None, *, under: Sequence[str | Path], exclude
     in C++, are caught at ``pyarrow.parquet.read_table`` (what ``pandas.read_parquet`` calls).
     Each line of ``log`` is JSON with the file's absolute ``path`` and the SHA-256 of its content
     when it was read; a file read again unchanged is logged once. Files opened for writing are
-    not logged. Recording lasts for the life of the process (audit hooks cannot be removed);
+    not logged, nor are files this process wrote atomically (``analysis.io.write_*``) and reads
+    afterwards: those are its outputs (a run manifest it updates), not its inputs. Recording lasts for the life of the process (audit hooks cannot be removed);
     calling again switches to a new log.
 
     Parameters
@@ -242,6 +248,7 @@ def record_reads(log: str | Path | None, *, under: Sequence[str | Path], exclude
         under=tuple(os.path.abspath(u) + os.sep for u in under),
         exclude=tuple(os.path.abspath(x) + os.sep for x in exclude),
         seen=set(),
+        outputs=set(),
     )
     if not _LOG.get("hooked"):
         sys.addaudithook(_audit)
