@@ -540,7 +540,7 @@ class SmallSample:
     >>> b = np.linalg.lstsq(X, y, rcond=None)[0]
     >>> ss = SmallSample(ols_cluster_scores(X, y - X @ b, cl, estimate=b), np.array([[1.0, -1.0]]))
     >>> round(float(ss.df[0]), 1)      # far fewer than the 205 clusters: one treated cluster dominates
-    2.5
+    3.7
     """
 
     def __init__(self, scores: ClusterScores, contrast: np.ndarray, *, extra: np.ndarray | None = None, terms: list[str] | None = None):
