@@ -57,6 +57,8 @@ __all__ = [
     "ols_cluster_scores",
     "SmallSample",
     "WildBootstrap",
+    "TestResult",
+    "wald_test",
 ]
 
 #: BLAS threads used by the matrix products here and in the estimators built on them. The products
@@ -712,3 +714,90 @@ class WildBootstrap(NamedTuple):
     crit: np.ndarray
     sup_crit: float
     n_boot: int
+
+
+# ---------------------------------------------------------------------------------------------
+# test results
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TestResult:
+    """The result of a hypothesis test: statistic, degrees of freedom, p-value and how they were got.
+
+    Modelled on linearmodels' ``WaldTestStatistic``: readable ``repr`` and ``_repr_html_``,
+    and :meth:`to_dict` for a row of a results table.
+
+    Attributes
+    ----------
+    stat : float
+        The test statistic.
+    df : float
+        Its (numerator) degrees of freedom: the number of restrictions.
+    p_value : float
+        The p-value.
+    null : str
+        The null hypothesis, in words.
+    distribution : str
+        The reference distribution, e.g. ``"chi2(5)"``, ``"F(5, 11.3)"`` or a bootstrap.
+    method : str
+        The test's name (``"chi2"``, ``"htz"``, ``"wild_bootstrap"``, ``"welch"``) .
+    df_denom : float, optional
+        Denominator degrees of freedom of an F distribution.
+    n_boot : int, optional
+        Bootstrap draws behind the p-value.
+
+    Examples
+    --------
+    >>> TestResult(stat=3.2, df=2, p_value=0.2019, null="a = b = 0", distribution="chi2(2)", method="chi2")
+    Test of a = b = 0: statistic 3.200, df 2, p-value 0.2019 (chi2(2))
+    """
+
+    __test__ = False  # not a pytest test class
+
+    stat: float
+    df: float
+    p_value: float
+    null: str
+    distribution: str
+    method: str
+    df_denom: float | None = None
+    n_boot: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields as a dict (one row of a table of tests)."""
+        return {"stat": self.stat, "df": self.df, "df_denom": self.df_denom, "p_value": self.p_value,
+                "method": self.method, "distribution": self.distribution, "null": self.null, "n_boot": self.n_boot}
+
+    def __repr__(self) -> str:
+        df = f"{self.df:g}"
+        return f"Test of {self.null}: statistic {self.stat:.3f}, df {df}, p-value {self.p_value:.4f} ({self.distribution})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = [("Null hypothesis", self.null), ("Statistic", f"{self.stat:.4f}"), ("Degrees of freedom", f"{self.df:g}"),
+                ("p-value", f"{self.p_value:.4f}"), ("Distribution", self.distribution), ("Method", self.method)]
+        if self.df_denom is not None:
+            rows.insert(3, ("Denominator df", f"{self.df_denom:.2f}"))
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table class='test-result'>{body}</table>"
+
+
+def wald_test(estimate: np.ndarray, vcov: np.ndarray, *, null: str = "all coefficients are zero") -> TestResult:
+    """Chi-squared Wald test that ``estimate = 0`` given its covariance ``vcov``.
+
+    ``W = b' V^+ b`` against chi-squared with ``rank(V)`` degrees of freedom: valid when ``V``
+    is estimated precisely, i.e. from many clusters for *each* coefficient; with few clusters
+    use :meth:`SmallSample.wild_bootstrap` or :meth:`SmallSample.htz`.
+
+    Examples
+    --------
+    >>> wald_test(np.array([1.0, 1.0]), np.eye(2)).p_value == float(stats.chi2.sf(2.0, 2))
+    True
+    """
+    b = np.asarray(estimate, dtype=float)
+    V = np.asarray(vcov, dtype=float)
+    if b.size == 0 or not np.isfinite(V).all() or not np.isfinite(b).all():
+        return TestResult(stat=float("nan"), df=0, p_value=float("nan"), null=null, distribution="chi2", method="chi2")
+    stat = float(b @ np.linalg.pinv(V) @ b)
+    df = int(np.linalg.matrix_rank(V))
+    return TestResult(stat=stat, df=df, p_value=float(stats.chi2.sf(stat, df)), null=null, distribution=f"chi2({df})", method="chi2")
