@@ -87,11 +87,26 @@ def blas_threads(limit: int | None = None) -> contextlib.AbstractContextManager:
     limit = BLAS_THREADS if limit is None else limit
     if limit is None:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional dependency
+    controller = _controller()
+    if controller is None:  # pragma: no cover - optional dependency
         return contextlib.nullcontext()
-    return threadpool_limits(limits=limit, user_api="blas")
+    return controller.limit(limits=limit, user_api="blas")
+
+
+_CONTROLLER: list = []
+
+
+def _controller():
+    """One threadpoolctl controller per process: finding the loaded BLAS libraries takes tens of
+    milliseconds (it reads the process's memory map), limiting their threads microseconds."""
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - optional dependency
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def cluster_codes(cluster: np.ndarray | pd.Series | None, n_rows: int) -> tuple[np.ndarray | None, int]:

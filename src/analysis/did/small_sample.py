@@ -208,19 +208,21 @@ def cs_small_sample(agg: Any, att: Any, data: pd.DataFrame, *, outcome: str, uni
     gram = np.hstack([cluster_sums(wt, cl), cluster_sums(wc, cl)])
     scores = ClusterScores(scores=S, bread=1 / safe(Wp), gram=gram, estimate=np.concatenate([mt, mc]))
 
-    # aggregation weights: derivative of aggregate_cells in each ATT(g,t)
+    # aggregation weights: the linear part of aggregate_cells' influence function, read off by
+    # feeding it unit vectors as the first K units' influence (minus the cohort-share term)
     ctx = att._context
     kw = {k: agg.meta[k] for k in ("balance_e", "min_e", "max_e") if k in agg.meta and agg.meta[k] is not None}
-    zero_psi = np.broadcast_to(np.zeros(1), (ctx.unit_cohort.size, K))
-    common = dict(psi=zero_psi, cell_group=cells["cohort"].to_numpy(dtype=float), cell_time=cells["time"].to_numpy(dtype=float),
+    n_u = ctx.unit_cohort.size
+    if n_u < K:
+        raise ValueError(f"fewer units ({n_u}) than ATT(g,t) cells ({K})")
+    common = dict(att=est_att, cell_group=cells["cohort"].to_numpy(dtype=float), cell_time=cells["time"].to_numpy(dtype=float),
                   unit_cohort=ctx.unit_cohort, unit_weights=ctx.unit_weights, times=ctx.times, **kw)
-    full = aggregate_cells(agg.kind, att=est_att, **common)
-    base = full.estimate
-    A = np.zeros((base.size, K))
-    for k in np.flatnonzero(ok):
-        bumped = est_att.copy()
-        bumped[k] += 1.0
-        A[:, k] = aggregate_cells(agg.kind, att=bumped, **common).estimate - base
+    probe = np.zeros((n_u, K))
+    probe[np.arange(K), np.arange(K)] = 1.0
+    full = aggregate_cells(agg.kind, psi=probe, **common)
+    share_term = aggregate_cells(agg.kind, psi=np.zeros((n_u, K)), **common).influence[:K]
+    A = (full.influence[:K] - share_term).T
+    A[:, ~ok] = 0.0
     L = np.hstack([A, -A])
     terms = list(full.term)
     inf = agg.influence
