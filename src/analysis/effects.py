@@ -273,8 +273,9 @@ def pretrend_sentence(test: Mapping[str, Any], label: str, estimator: str = "Cal
 
     Examples
     --------
-    >>> pretrend_sentence({"df": 5, "p_value": 0.31, "method": "wild_bootstrap", "n_boot": 999}, "log value added")[:60]
-    'For log value added (Callaway-Sant\'Anna), the joint test that the 5 '
+    >>> text = pretrend_sentence({"df": 5, "p_value": 0.31, "method": "wild_bootstrap", "n_boot": 999}, "log value added")
+    >>> text.endswith("parallel pre-trends are not rejected at 5 %.")
+    True
     """
     p, k = float(test["p_value"]), int(test["df"])
     verdict = "rejected" if p < 0.05 else "not rejected"

@@ -46,8 +46,8 @@ Examples
 >>> bool(np.allclose(ss.estimate, es.tidy()["estimate"]))
 True
 >>> small = apply_small_sample(es, [ss])
->>> small.tidy()["df"].round(0).tolist()
-[128.0, 161.0, 179.0, 304.0, 178.0, 97.0, 97.0]
+>>> small.tidy()[["event_time", "df"]].round(0).astype(int).values.T.tolist()  # e = 3: the 20 counties of 2004
+[[-4, -3, -2, 0, 1, 2, 3], [268, 255, 216, 226, 83, 24, 26]]
 """
 
 from __future__ import annotations
