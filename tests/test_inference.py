@@ -21,11 +21,16 @@ import statsmodels.api as sm
 from scipy import stats
 
 from analysis.inference import (
+    ClusterScores,
+    SmallSample,
+    TestResult,
     cluster_codes,
     cluster_se_from_if,
     cluster_sums,
     multiplier_bootstrap,
+    ols_cluster_scores,
     vcov_from_if,
+    wald_test,
 )
 
 
@@ -155,7 +160,6 @@ def test_bootstrap_reproducible_and_degenerate_columns():
 #   means over G and the degrees of freedom are G - 1 (the t test on cluster means);
 # * HTZ with one restriction is the Bell-McCaffrey t test (F(1, df) = t(df)^2, Pustejovsky and
 #   Tipton 2018, Section 3).
-from analysis.inference import ClusterScores, SmallSample, TestResult, ols_cluster_scores, wald_test  # noqa: E402
 
 
 def _ols(X, y, cluster, w=None):

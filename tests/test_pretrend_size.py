@@ -33,13 +33,12 @@ import warnings
 
 import numpy as np
 import pytest
+from permuted import OUTCOMES, null_study, null_world, permute_cohorts, pretrend_power
 from scipy import stats
 
 from analysis.did import small_sample as sm
 from analysis.did.att_gt import att_gt
 from analysis.effects import pretrend_test, run_estimator
-
-from permuted import OUTCOMES, null_study, null_world, permute_cohorts, pretrend_power
 
 ESTIMATORS = ("cs_dr", "cs_notyet", "sunab", "imputation", "stacked", "twfe")
 #: replications of the slow studies (override with PRETREND_REPS for a quicker look)

@@ -179,9 +179,9 @@ def _small_sample(name, data, outcome, out, *, unit, time, cohort, cluster, wind
         blocks = {"simple": [sm.sunab_small_sample(*args, aggregate="att", cluster=cluster)], "event": [sm.sunab_small_sample(*args, cluster=cluster)]}
     elif name == "imputation":
         blocks = {"simple": sm.imputation_small_sample(*args, aggregate="simple", cluster=cluster),
-                  "event": sm.imputation_small_sample(*args, horizons=list(range(0, hi + 1)), pretrends=-lo - 1, cluster=cluster)}
+                  "event": sm.imputation_small_sample(*args, horizons=list(range(hi + 1)), pretrends=-lo - 1, cluster=cluster)}
     elif name == "stacked":
-        kw = dict(kappa_pre=-lo, kappa_post=0, cluster=cluster)
+        kw = {"kappa_pre": -lo, "kappa_post": 0, "cluster": cluster}
         blocks = {"simple": [sm.stacked_small_sample(*args, aggregate="average", **kw)], "event": [sm.stacked_small_sample(*args, **kw)]}
     elif name == "twfe":
         blocks = {"simple": [sm.twfe_small_sample(*args, dynamic=False, cluster=cluster)], "event": [sm.twfe_small_sample(*args, dynamic=True, cluster=cluster)]}
@@ -222,7 +222,7 @@ def _run_estimator(name, data, outcome, *, unit, time, cohort, cluster, window, 
         from analysis.did.imputation import imputation
 
         out["simple"] = imputation(data, outcome, unit, time, cohort, aggregate="simple", **common)
-        out["event"] = imputation(data, outcome, unit, time, cohort, aggregate="event", horizons=list(range(0, hi + 1)), pretrends=-lo - 1, **common)
+        out["event"] = imputation(data, outcome, unit, time, cohort, aggregate="event", horizons=list(range(hi + 1)), pretrends=-lo - 1, **common)
     elif name == "stacked":
         from analysis.did.stacked import stacked
 
@@ -371,7 +371,7 @@ def heterogeneity(
             continue
         frame = pd.concat(part, ignore_index=True)
         rows.append(frame)
-        test = equality_test(frame["estimate"], frame["std_error"], frame["df"] if "df" in frame else None)
+        test = equality_test(frame["estimate"], frame["std_error"], frame.get("df"))
         tests.append({"dimension": dim, "groups": len(frame), **test.to_dict()})
     tidy = check_tidy(pd.concat(rows, ignore_index=True)) if rows else pd.DataFrame()
     return tidy, pd.DataFrame(tests)

@@ -60,7 +60,12 @@ import pandas as pd
 from scipy import stats
 
 from analysis.did._common import event_term, prepare_panel
-from analysis.inference import ClusterScores, SmallSample, cluster_sums, ols_cluster_scores
+from analysis.inference import (
+    ClusterScores,
+    SmallSample,
+    cluster_sums,
+    ols_cluster_scores,
+)
 from analysis.results import EstimationResult
 
 __all__ = [
@@ -108,6 +113,10 @@ def _nested(units: np.ndarray, clusters: np.ndarray, unit: str, cluster: str) ->
             f"small-sample inference absorbs the unit effects and needs each unit of '{unit}' in one cluster of "
             f"'{cluster}'; units (codes) {bad} are in several"
         )
+
+
+def _positive(v: np.ndarray) -> np.ndarray:
+    return np.where(v > 0, v, 1.0)
 
 
 def _dummies(values: np.ndarray, levels: Sequence[Any]) -> np.ndarray:
@@ -202,11 +211,10 @@ def cs_small_sample(agg: Any, att: Any, data: pd.DataFrame, *, outcome: str, uni
     ok = np.isfinite(est_att)
     if not np.allclose((mt - mc)[ok], est_att[ok], atol=_TOL, rtol=_TOL):
         raise RuntimeError("small-sample design of Callaway-Sant'Anna does not reproduce ATT(g,t); please report this")
-    safe = lambda v: np.where(v > 0, v, 1.0)  # noqa: E731
-    S = np.hstack([cluster_sums(wt * (dy - mt), cl) / safe(Wt), cluster_sums(wc * (dy - mc), cl) / safe(Wc)])
+    S = np.hstack([cluster_sums(wt * (dy - mt), cl) / _positive(Wt), cluster_sums(wc * (dy - mc), cl) / _positive(Wc)])
     Wp = np.concatenate([Wt, Wc])
     gram = np.hstack([cluster_sums(wt, cl), cluster_sums(wc, cl)])
-    scores = ClusterScores(scores=S, bread=1 / safe(Wp), gram=gram, estimate=np.concatenate([mt, mc]))
+    scores = ClusterScores(scores=S, bread=1 / _positive(Wp), gram=gram, estimate=np.concatenate([mt, mc]))
 
     # aggregation weights: the linear part of aggregate_cells' influence function, read off by
     # feeding it unit vectors as the first K units' influence (minus the cohort-share term)
@@ -347,7 +355,7 @@ def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohor
     if aggregate == "static":
         labels, members = ["ATT"], [np.ones(r1.size, bool)]
     else:
-        hs = np.unique(e1) if horizons is None else np.asarray(sorted(set(int(h) for h in horizons)))
+        hs = np.unique(e1) if horizons is None else np.asarray(sorted({int(h) for h in horizons}))
         labels, members = [event_term(int(h)) for h in hs], [e1 == h for h in hs]
     # primitive parameters: the treated cells' mean tau (a diagonal design); Y(0) part as extra
     cnt = np.bincount(cell, minlength=n_cell).astype(float)
@@ -370,7 +378,7 @@ def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohor
         extra[:, j] = np.bincount(cl0, weights=v0 * fit0.resid, minlength=G)
     out = [SmallSample(scores, np.array(Lrows), extra=extra, terms=labels)]
     if pretrends not in (0, None) and aggregate == "event":
-        ev, coef, _, _, _, _ = _pretrends(pretrends, y[r0], u0, t[r0], X0, (t[r0] - g[r0]), cl0, N, G, panel.has_never_treated, 0)
+        ev, _, _, _, _, _ = _pretrends(pretrends, y[r0], u0, t[r0], X0, (t[r0] - g[r0]), cl0, N, G, panel.has_never_treated, 0)
         e0 = t[r0] - g[r0]
         lead = _dummies(e0, ev)
         fit = _fit(y[r0], np.hstack([lead, _period_dummies(t[r0])]), u0, cl0)
