@@ -585,17 +585,24 @@ class SmallSample:
                 ev = np.clip(ev, 0, None)
                 root = (U * np.sqrt(ev)) @ U.T
                 root_inv = (U * np.divide(1, np.sqrt(ev), out=np.zeros_like(ev), where=ev > 1e-300)) @ U.T
-                N = root[None] @ cs.gram @ root[None]
-                lam, V = np.linalg.eigh(N)
-                bad = lam > _LEVERAGE_ONE
-                tl = 1 / np.sqrt(np.where(bad, 1.0, 1.0 - np.clip(lam, None, _LEVERAGE_ONE)))
-                T = (V * np.where(bad, 0.0, tl)[:, None, :]) @ np.swapaxes(V, 1, 2)
                 LR = L @ root
-                P = LR[None] @ T                                  # G x q x p
-                Gam = P @ N
+                p = cs.n_params
+                P, Gam = np.empty((G, q, p)), np.empty((G, q, p))
+                load = np.zeros(q)
+                step = max(1, 2_000_000 // (p * p))            # clusters per chunk (bounded memory)
+                for lo in range(0, G, step):
+                    hi = min(G, lo + step)
+                    N = root[None] @ cs.gram[lo:hi] @ root[None]
+                    lam, V = np.linalg.eigh(N)
+                    bad = lam > _LEVERAGE_ONE
+                    tl = 1 / np.sqrt(np.where(bad, 1.0, 1.0 - np.clip(lam, None, _LEVERAGE_ONE)))
+                    T = (V * np.where(bad, 0.0, tl)[:, None, :]) @ np.swapaxes(V, 1, 2)
+                    P[lo:hi] = LR[None] @ T
+                    Gam[lo:hi] = P[lo:hi] @ N
+                    if bad.any():
+                        load = np.maximum(load, (np.abs(LR[None] @ V) * bad[:, None, :]).max(axis=(0, 2)))
                 z = cs.scores @ root_inv
-                loads = np.abs(LR[None] @ V) * bad[:, None, :]   # G x q x p
-                self.affected = loads.max(axis=(0, 2)) > 1e-10 * max(float(np.abs(LR).max()), 1e-300)
+                self.affected = load > 1e-10 * max(float(np.abs(LR).max()), 1e-300)
                 self._LR = LR
             self._P, self._Gam, self._z = P, Gam, z
             self._r = np.einsum("gqp,gp->gq", P, z) + self.extra
