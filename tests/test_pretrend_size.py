@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 import pytest
-from permuted import OUTCOMES, null_study, null_world, permute_cohorts, pretrend_power
+from permuted import OUTCOMES, equality_study, null_study, null_world, permute_cohorts, pretrend_power
 from scipy import stats
 
 from analysis.did import small_sample as sm
@@ -176,3 +176,14 @@ def test_pretest_has_power_against_the_pretrend_scenario():
           f"rejection without violation: {p0:.2f} (chi-squared {(size['p_chi2'] < 0.05).mean():.2f})")
     assert p1 >= 0.5
     assert p0 <= 0.15
+
+
+@pytest.mark.slow
+def test_equality_test_has_its_size(world):
+    """Welch's test of equal effects across regions (east, central, west: disjoint clusters), REPS_COVERAGE
+    permuted worlds where every effect is zero: rejection share at 5 % inside [0.01, 0.10]."""
+    out = equality_study(world, replications=REPS_COVERAGE, seed=13)
+    size, size_chi2 = float((out["p_value"] < 0.05).mean()), float((out["p_chi2"] < 0.05).mean())
+    print(f"\nequality test across regions: R = {len(out)}, Welch rejects {size:.3f}, chi-squared (CR2 errors) {size_chi2:.3f}")
+    assert (out["method"] == "welch").all()
+    assert 0.01 <= size <= 0.10
