@@ -173,8 +173,10 @@ def _small_sample(name, data, outcome, out, *, unit, time, cohort, cluster, wind
     args = (data, outcome, unit, time, cohort)
     blocks: dict[str, list] = {}
     if name in ("cs_dr", "cs_notyet"):
+        cols = {"outcome": outcome, "unit": unit, "time": time, "cohort": cohort, "cluster": cluster}
+        design = sm.cs_design(out["att_gt"], data, **cols)
         for key in ("simple", "event", "group", "calendar"):
-            blocks[key] = [sm.cs_small_sample(out[key], out["att_gt"], data, outcome=outcome, unit=unit, time=time, cohort=cohort, cluster=cluster)]
+            blocks[key] = [sm.cs_small_sample(out[key], out["att_gt"], data, design=design, **cols)]
     elif name == "sunab":
         blocks = {"simple": [sm.sunab_small_sample(*args, aggregate="att", cluster=cluster)], "event": [sm.sunab_small_sample(*args, cluster=cluster)]}
     elif name == "imputation":

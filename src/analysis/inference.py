@@ -610,7 +610,8 @@ class SmallSample:
             self.vcov = self._r.T @ self._r
         self.std_error = np.sqrt(np.clip(np.diag(self.vcov), 0, None))
         self.std_error[self.affected] = np.nan
-        self.df = np.array([self._eta([j]) for j in range(q)])
+        with blas_threads():
+            self.df = np.array([self._eta([j]) for j in range(q)])
         self.df[self.affected] = np.nan
 
     # -- degrees of freedom --------------------------------------------------------------
@@ -662,7 +663,8 @@ class SmallSample:
         """
         rr = self._rows(rows)
         q = len(rr)
-        eta = self._eta(rr)
+        with blas_threads():
+            eta = self._eta(rr)
         df2 = eta - q + 1
         if not np.isfinite(eta) or df2 <= 0 or self.affected[rr].any():
             return float("nan"), float(q), float(df2), float("nan")

@@ -70,6 +70,7 @@ from analysis.results import EstimationResult
 
 __all__ = [
     "INFERENCE_NOTE",
+    "cs_design",
     "cs_small_sample",
     "twfe_small_sample",
     "sunab_small_sample",
@@ -154,29 +155,10 @@ def _selector(n_cols: int, cols: Sequence[int], weights: Sequence[Sequence[float
 # ---------------------------------------------------------------------------------------------
 # Callaway-Sant'Anna
 # ---------------------------------------------------------------------------------------------
-def cs_small_sample(agg: Any, att: Any, data: pd.DataFrame, *, outcome: str, unit: str, time: str, cohort: str,
-                    cluster: str | None, weights: str | None = None) -> SmallSample:
-    """CR2 inference for an aggregation of :func:`analysis.did.att_gt.att_gt` without covariates.
-
-    Parameters
-    ----------
-    agg : analysis.did.att_gt.AggregatedResult
-        The aggregation (event, simple, group or calendar) whose rows are wanted.
-    att : analysis.did.att_gt.ATTgtResult
-        The ATT(g,t) it aggregates.
-    data : pandas.DataFrame
-        The data ``att`` was estimated on, with the same column names.
-
-    Notes
-    -----
-    Each ATT(g,t) is the difference of two weighted mean changes (cohort ``g`` and its
-    controls, units observed in ``t`` and the base period). These ``2 K`` means are the
-    primitive parameters; cluster ``c``'s leverage on a mean is its share of the group's
-    weight. The aggregation's weights are taken from :func:`analysis.did._cs_aggregate.aggregate_cells`
-    (its derivative in each ATT(g,t)), and the estimation error of the cohort shares it adds to
-    the influence function enters the covariance unadjusted.
-    """
-    from analysis.did._cs_aggregate import aggregate_cells
+def cs_design(att: Any, data: pd.DataFrame, *, outcome: str, unit: str, time: str, cohort: str, cluster: str | None,
+              weights: str | None = None) -> tuple[ClusterScores, np.ndarray, int]:
+    """The primitive parameters of :func:`cs_small_sample` (every cell's treated and control mean
+    change), their cluster codes and the number of units; computed once for all aggregations."""
     from analysis.did._cs_data import plan_cells
     from analysis.did._cs_data import prepare_panel as cs_prepare
 
@@ -215,6 +197,41 @@ def cs_small_sample(agg: Any, att: Any, data: pd.DataFrame, *, outcome: str, uni
     Wp = np.concatenate([Wt, Wc])
     gram = np.hstack([cluster_sums(wt, cl), cluster_sums(wc, cl)])
     scores = ClusterScores(scores=S, bread=1 / _positive(Wp), gram=gram, estimate=np.concatenate([mt, mc]))
+    return scores, cl, n
+
+
+def cs_small_sample(agg: Any, att: Any, data: pd.DataFrame, *, outcome: str, unit: str, time: str, cohort: str,
+                    cluster: str | None, weights: str | None = None, design: tuple | None = None) -> SmallSample:
+    """CR2 inference for an aggregation of :func:`analysis.did.att_gt.att_gt` without covariates.
+
+    Parameters
+    ----------
+    agg : analysis.did.att_gt.AggregatedResult
+        The aggregation (event, simple, group or calendar) whose rows are wanted.
+    att : analysis.did.att_gt.ATTgtResult
+        The ATT(g,t) it aggregates.
+    data : pandas.DataFrame
+        The data ``att`` was estimated on, with the same column names.
+
+    Notes
+    -----
+    Each ATT(g,t) is the difference of two weighted mean changes (cohort ``g`` and its
+    controls, units observed in ``t`` and the base period). These ``2 K`` means are the
+    primitive parameters; cluster ``c``'s leverage on a mean is its share of the group's
+    weight. The aggregation's weights are taken from :func:`analysis.did._cs_aggregate.aggregate_cells`
+    (its derivative in each ATT(g,t)), and the estimation error of the cohort shares it adds to
+    the influence function enters the covariance unadjusted.
+    """
+    from analysis.did._cs_aggregate import aggregate_cells
+
+    if design is None:
+        design = cs_design(att, data, outcome=outcome, unit=unit, time=time, cohort=cohort, cluster=cluster, weights=weights)
+    scores, cl, n = design
+    cells = att.table
+    est_att = cells["estimate"].to_numpy(dtype=float)
+    ok = np.isfinite(est_att)
+    K = est_att.size
+    S = scores.scores
 
     # aggregation weights: the linear part of aggregate_cells' influence function, read off by
     # feeding it unit vectors as the first K units' influence (minus the cohort-share term)
