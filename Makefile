@@ -29,7 +29,7 @@ DATA_DIR := data/processed/$(CONFIG)
 BUILD_DIR := build/$(CONFIG)
 PANEL := $(DATA_DIR)/panel.parquet
 PANEL_TFP := $(DATA_DIR)/panel_tfp.parquet
-# one stamp per parameter section, rewritten only when that section changes (analysis.config.write_stamps)
+# one stamp per parameter section, rewritten only when that section changes (tools/stamps.py)
 SECTIONS := seed data world tfp did descriptives
 STAMP := $(BUILD_DIR)/params
 PARAM_STAMPS := $(addprefix $(STAMP)/,$(addsuffix .json,$(SECTIONS)))
@@ -39,15 +39,16 @@ REPORT_STAMP := reports/.config
 RUN_NOTEBOOK := tools/run_notebook.py
 
 # notebooks run once on the parameter set; 04_effects runs once per outcome family
-SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb notebooks/07_validation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
 FAMILIES := $(patsubst config/effects_%.yaml,%,$(wildcard config/effects_*.yaml))
 EFFECTS := $(if $(wildcard notebooks/04_effects.ipynb),$(addprefix effects_,$(FAMILIES)))
 SUMMARY := $(if $(wildcard notebooks/05_summary.ipynb),summary)
-PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY)
+VALIDATION := $(if $(wildcard notebooks/07_validation.ipynb),validation)
+PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY) $(VALIDATION)
 EXECUTED := $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(PAGES)))
 HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 
-.PHONY: all env data notebooks reports test test-slow browser bench lab clean clean-all help lock FORCE
+.PHONY: all env data notebooks reports test test-slow browser bench lab clean clean-all help lock validation clean-validation FORCE
 .DEFAULT_GOAL := all
 
 all: reports ## create the environment if missing, build the data, run the notebooks, publish reports/
@@ -79,18 +80,18 @@ lock: ## re-resolve the dependencies and rewrite requirements.lock and environme
 data: $(PANEL) ## build data/processed/<CONFIG>/panel.parquet
 
 $(PARAM_STAMPS) &: config/default.yaml config/$(CONFIG).yaml FORCE | $(ENV_STAMP)
-	@python -m analysis.config $(CONFIG) $(STAMP)
+	@python tools/stamps.py $(CONFIG) $(STAMP)
 
-$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(shell $(PYTHON) src/analysis/deps.py --modules analysis.panel 2>/dev/null)
+$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(shell $(PYTHON) tools/deps.py --modules analysis.panel 2>/dev/null)
 	python -m analysis.panel --config $(CONFIG)
 
 # ---------------------------------------------------------------------------------------------
 # notebooks: executed by papermill into a temporary file, moved into build/ only on success
 notebooks: $(EXECUTED) ## execute every notebook into build/<CONFIG>/
 
-build/deps.mk: src/analysis/deps.py $(wildcard notebooks/*.ipynb) $(shell find src/analysis -name '*.py' 2>/dev/null)
+build/deps.mk: tools/deps.py $(wildcard notebooks/*.ipynb) $(shell find src/analysis -name '*.py' 2>/dev/null)
 	@mkdir -p $(@D)
-	$(PYTHON) src/analysis/deps.py $(wildcard notebooks/[0-9][0-9]_*.ipynb) > $@.tmp && mv $@.tmp $@
+	$(PYTHON) tools/deps.py $(wildcard notebooks/[0-9][0-9]_*.ipynb) > $@.tmp && mv $@.tmp $@
 
 -include build/deps.mk
 
@@ -127,6 +128,28 @@ $(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $
 	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
 
 $(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+	$(call papermill,$<,config/$(CONFIG).yaml,)
+
+# ---------------------------------------------------------------------------------------------
+# Monte Carlo validation (analysis.montecarlo, config/validation.yaml). Not part of `make all`: the
+# validation page shows the stored results of the last `make validation` run if there are any (the
+# store's run.json is a prerequisite, so a new run rebuilds the page), else a tiny run, and says which.
+#   make validation R=200 [DESIGNS=clean,dynamic] [CLUSTER=local|slurm|pbs|tcp://host:8786] [WORKERS=n]
+MC_STORE := data/montecarlo/validation
+R ?=
+DESIGNS ?=
+CLUSTER ?=
+WORKERS ?=
+MC_ARGS := $(if $(R),-R $(R)) $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
+
+validation: $(ENV_STAMP) ## Monte Carlo validation: R=200 DESIGNS=a,b CLUSTER=local|slurm|pbs|address WORKERS=n (resumes), then its page
+	python -m analysis.montecarlo $(MC_ARGS)
+	$(MAKE) reports/validation.html
+
+clean-validation: ## remove the stored Monte Carlo results (make clean keeps them)
+	rm -rf $(MC_STORE)
+
+$(BUILD_DIR)/validation.ipynb: notebooks/07_validation.ipynb config/validation.yaml $(wildcard $(MC_STORE)/run.json) $(NB_DEPS_07_validation) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
 # ---------------------------------------------------------------------------------------------
