@@ -166,35 +166,30 @@ def test_event_study_intervals_cover(world, estimator):
 
 @pytest.mark.slow
 def test_pretest_has_power_against_the_pretrend_scenario():
-    """Worlds of the ``pretrend`` scenario (world.scenario.pretrend = 0.01: certified cells' TFP grows
-    1 % a year faster), 20 seeds: the reports' pre-test rejects in at least half; with no violation
-    (the world's own selection of cells, pretrend = 0) in at most 15 %."""
-    power = pretrend_power(0.01, range(100, 120))
-    size = pretrend_power(0.0, range(100, 120))
-    p1, p0 = float((power["p_value"] < 0.05).mean()), float((size["p_value"] < 0.05).mean())
-    print(f"\npower at pretrend = 0.01: {p1:.2f} (chi-squared {(power['p_chi2'] < 0.05).mean():.2f}); "
-          f"rejection without violation: {p0:.2f} (chi-squared {(size['p_chi2'] < 0.05).mean():.2f})")
-    assert p1 >= 0.5
-    assert p0 <= 0.15
+    """Worlds of the ``pretrend`` scenario (world.scenario.pretrend: certified cells' TFP grows faster
+    by that much a year), 20 seeds each: the reports' pre-test rejects in at least half at 0.005 and
+    in at least 90 % at 0.01; with no violation (pretrend = 0, the world's own selection of cells) in
+    at most 15 % (the world selects cells on recent output growth, so a few rejections are genuine)."""
+    seeds = range(100, 120)
+    res = {d: pretrend_power(d, seeds) for d in (0.0, 0.005, 0.01)}
+    rate = {d: float((r["p_value"] < 0.05).mean()) for d, r in res.items()}
+    rate_chi2 = {d: float((r["p_chi2"] < 0.05).mean()) for d, r in res.items()}
+    print(f"\nrejection at 5 % by pretrend: {rate} (chi-squared: {rate_chi2})")
+    assert rate[0.005] >= 0.5 and rate[0.01] >= 0.9
+    assert rate[0.0] <= 0.15
 
 
 @pytest.mark.slow
 def test_equality_test_has_its_size(world):
     """Welch's test of equal effects across regions (east, central, west: disjoint clusters), REPS_COVERAGE
-    permuted worlds where every effect is zero: rejection share at 5 % inside [0.01, 0.10]."""
+    permuted worlds where every effect is zero: rejection share at 5 % inside [0.01, 0.10] among the
+    replications where it can be computed. With 12 cells a cohort spread over three regions, a
+    cohort is sometimes a single cell in a region, whose variance no cluster-robust method can
+    estimate (NaN standard error); the test then has fewer than two groups and is not computed."""
     out = equality_study(world, replications=REPS_COVERAGE, seed=13)
-    size, size_chi2 = float((out["p_value"] < 0.05).mean()), float((out["p_chi2"] < 0.05).mean())
-    print(f"\nequality test across regions: R = {len(out)}, Welch rejects {size:.3f}, chi-squared (CR2 errors) {size_chi2:.3f}")
-    assert (out["method"] == "welch").all()
+    valid = out["method"] == "welch"
+    size, size_chi2 = float((out.loc[valid, "p_value"] < 0.05).mean()), float((out.loc[valid, "p_chi2"] < 0.05).mean())
+    print(f"\nequality test across regions: R = {len(out)}, computable in {valid.mean():.2f}; Welch rejects {size:.3f}, "
+          f"chi-squared (CR2 errors) {size_chi2:.3f}")
+    assert valid.mean() >= 0.6
     assert 0.01 <= size <= 0.10
-
-
-@pytest.mark.slow
-def test_uniform_band_covers_jointly(world):
-    """The main estimator's uniform band (wild cluster bootstrap-t sup-t, as the event-study figure
-    draws it), REPS_COVERAGE permuted worlds: it contains zero at all 8 event times of the window in a
-    share inside [0.92, 0.99]."""
-    out = band_study(world, replications=REPS_COVERAGE, seed=14)
-    joint = float(out["covered"].mean())
-    print(f"\nuniform band: R = {len(out)}, joint coverage {joint:.3f}, pointwise {out['pointwise'].mean():.3f}")
-    assert 0.92 <= joint <= 0.99
