@@ -214,12 +214,13 @@ def pretrend(event: Any) -> dict[str, float]:
     """The pre-trend test the reports print, on one event study: ``{"stat", "df", "p_value"}``.
 
     The single place where the Monte Carlo calls the pre-test (now
-    :func:`analysis.effects.pretrend_test`, a joint Wald test of the pre-period coefficients); swap
-    it here when the reports' test changes, and the size and power tables follow.
+    :func:`analysis.effects.pretrend_test`: on results of ``run_estimator`` the wild cluster
+    bootstrap of the CR2 Wald statistic of the pre-period coefficients); swap it here when the
+    reports' test changes, and the size and power tables follow.
     """
     from analysis.effects import pretrend_test
 
-    return pretrend_test(event)
+    return pretrend_test(event).to_dict()
 
 
 def uniform_band(
