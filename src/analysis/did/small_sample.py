@@ -80,6 +80,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.did._common import event_term, prepare_panel
+from analysis.domain import NEVER_TREATED
 from analysis.inference import (
     ClusterScores,
     SmallSample,
@@ -293,7 +294,8 @@ def twfe_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str
     _nested(i, cl, unit, panel.cluster)
     Tdum = _period_dummies(t)
     if not dynamic:
-        D = (t >= f["_g"].to_numpy()).astype(float)[:, None]
+        g = f["_g"].to_numpy()
+        D = ((g != NEVER_TREATED) & (t >= g)).astype(float)[:, None]
         fit = _fit(f["_y"].to_numpy(), np.hstack([D, Tdum]), i, cl)
         return SmallSample(fit, _selector(fit.n_params, [0]), terms=["ATT"])
     code, _, _ = event_codes(panel, reference=reference, bins=bins)
@@ -311,7 +313,7 @@ def sunab_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: st
     panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort, cluster=cluster)
     f, control_cohort = _restrict_sample(panel, control, [])
     g, e = f["_g"].to_numpy(), f["_e"].to_numpy()
-    treated = np.isfinite(g) & (g != control_cohort) & (e != reference)
+    treated = (g != NEVER_TREATED) & (g != control_cohort) & (e != reference)
     cells = pd.DataFrame({"g": g[treated], "e": e[treated]}).value_counts().sort_index().reset_index(name="n")
     key = np.where(treated, g * 1000 + np.nan_to_num(e), np.nan)
     levels = (cells["g"] * 1000 + cells["e"]).to_numpy()
@@ -376,7 +378,7 @@ def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohor
     N, G = int(f["_i"].max()) + 1, int(f["_cl"].max()) + 1
     g, t, u, cl, y = (f[c].to_numpy() for c in ("_g", "_t", "_i", "_cl", "_y"))
     _nested(u, cl, unit, panel.cluster)
-    treated = np.isfinite(g) & (t >= g)
+    treated = (g != NEVER_TREATED) & (t >= g)
     r0, r1 = np.flatnonzero(~treated), np.flatnonzero(treated)
     X0 = np.zeros((r0.size, 0))
     fit0, _ = fit_untreated(y[r0], u[r0], t[r0], X0, N)
