@@ -519,8 +519,8 @@ def deflate(df: pd.DataFrame, indices: pd.DataFrame, *, base_year: int | None = 
     --------
     >>> idx = pd.DataFrame({"year": [2010, 2011], "output": [100.0, 110.0]})
     >>> out, tab = deflate(pd.DataFrame({"year": [2010, 2011], "output": [50.0, 55.0]}), idx)
-    >>> out["output"].tolist()
-    [50.0, 50.0]
+    >>> out["output"].round(9).tolist(), tab["rows_deflated"].tolist()
+    ([50.0, 50.0], [2])
     """
     out = df.copy()
     base_year = int(indices["year"].min()) if base_year is None else int(base_year)
