@@ -35,9 +35,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import ROOT, ParameterError, load_params, processed_dir
+from analysis.domain import NEVER_TREATED, PATENT_COLUMNS, POLLUTANTS, cohort_from_date, late_cohorts
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
-from analysis.simulate import POLLUTANTS, cohort_from_date, simulate_world
+from analysis.simulate import simulate_world
 
 __all__ = [
     "assign_clusters",
@@ -95,7 +96,7 @@ def assign_clusters(
         raise PanelError(f"cluster list certifies the same county x industry cell twice:\n{clusters.loc[dup, need].to_string()}")
     c = clusters[need].copy()
     c["cohort"] = [cohort_from_date(d, late_month) for d in c["announced"]]
-    c["cohort"] = c["cohort"].where(c["cohort"] <= last_year, 0)
+    c["cohort"] = c["cohort"].where(~late_cohorts(c["cohort"], last_year), NEVER_TREATED)
     out = firms.drop(columns=[x for x in ("cluster_id", "batch", "cohort") if x in firms.columns])
     out = out.merge(c.drop(columns="announced"), on=["county_code", "industry_code"], how="left", validate="many_to_one")
     out["cluster_id"] = out["cluster_id"].astype("string")
@@ -127,7 +128,7 @@ def add_outcomes(df: pd.DataFrame) -> pd.DataFrame:
         out["log_investment"] = np.log(out["investment"].where(out["investment"] > 0))
     if {"value_added", "labor"} <= set(out):
         out["log_labor_productivity"] = np.log(out["value_added"] / out["labor"])
-    kinds = [c for c in ("patents_invention", "patents_utility", "patents_design") if c in out]
+    kinds = [c for c in PATENT_COLUMNS if c in out]
     if kinds:
         out["patents_total"] = out[kinds].sum(axis=1, min_count=1)
         out["any_patent"] = (out["patents_total"] > 0).astype(float).where(out["patents_total"].notna())

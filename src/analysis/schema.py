@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.domain import late_cohorts
+
 __all__ = ["PanelError", "Column", "COLUMNS", "REQUIRED", "LOG_INPUTS", "validate_panel"]
 
 
@@ -177,7 +179,8 @@ def validate_panel(
             f"(certification timing is a firm attribute); examples:\n{_examples(df, varying, ['cohort'])}"
         )
     lo, hi = int(yr.min()), int(yr.max())
-    bad = (cohort != 0) & ((cohort < lo) | (cohort > hi))
+    # the one rule for late cohorts (analysis.domain.late_cohorts): a stored panel codes them 0
+    bad = ((cohort != 0) & (cohort < lo)) | late_cohorts(cohort, hi)
     if bad.any():
         raise PanelError(
             f"{where}column 'cohort' outside the data years {lo}-{hi} in {int(bad.sum())} row(s); code firms "
