@@ -38,6 +38,9 @@ from analysis.config import ROOT, ParameterError, load_params, processed_dir
 from analysis.domain import NEVER_TREATED, PATENT_COLUMNS, POLLUTANTS, cohort_from_date, late_cohorts
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
+from analysis.sources.attrition import SourceLog, read_source_log
+from analysis.sources.firms import cluster_match_problem, read_firms
+from analysis.sources.read import SourceError
 from analysis.simulate import simulate_world
 
 __all__ = [
@@ -49,6 +52,9 @@ __all__ = [
     "panel_path",
     "load_panel",
     "load_world_tables",
+    "load_source_log",
+    "read_clusters",
+    "check_cohorts",
     "clusters_from_panel",
     "main",
 ]
@@ -170,23 +176,77 @@ def panel_path(config: str) -> Path:
     return processed_dir(config) / "panel.parquet"
 
 
-def _raw_panel(params: Mapping[str, Any]) -> pd.DataFrame:
-    """Read the user's firm panel and cluster list from ``data/raw`` (read only)."""
+def _raw_panel(params: Mapping[str, Any], log: SourceLog) -> pd.DataFrame:
+    """Read the user's firm files and cluster list (read only) through :mod:`analysis.sources`."""
     d = params["data"]
-    firms_path = _resolve(d["raw_firms"])
-    firms = read_table(firms_path)
-    if d.get("rename"):
-        unknown = [k for k in d["rename"] if k not in firms.columns]
-        if unknown:
-            raise ParameterError(f"data.rename names column(s) {unknown} that {firms_path} does not have; it has {list(firms.columns)}")
-        firms = firms.rename(columns=d["rename"])
-    if d.get("money_scale", 1) != 1:
-        for col in ("output", "value_added", "capital", "materials", "investment"):
-            if col in firms:
-                firms[col] = firms[col] * d["money_scale"]
-    clusters = read_table(_resolve(d["raw_clusters"]))
+    firms, flog = read_firms(d, root=ROOT)
+    log.steps += flog.steps
+    log.warnings += flog.warnings
+    log.tables.update(flog.tables)
+    log.facts.update(flog.facts)
+    clusters = read_clusters(_resolve(d["raw_clusters"]))
     years = (int(firms["year"].min()), int(firms["year"].max()))
-    return assign_clusters(firms, clusters, late_month=d["late_month"], last_year=years[1])
+    check_cohorts(clusters, years, late_month=d["late_month"], log=log)
+    problem = cluster_match_problem(firms, clusters)
+    if problem:
+        raise SourceError(f"{_resolve(d['raw_firms'])} and {_resolve(d['raw_clusters'])}: {problem}")
+    panel = assign_clusters(firms, clusters, late_month=d["late_month"], last_year=years[1])
+    members = panel["cluster_id"].notna()
+    log.step("clusters", "assign_clusters", len(firms), len(panel),
+             f"{int(members.sum()):,} firm-years of {panel.loc[members, 'firm_id'].nunique():,} firms in {panel.loc[members, 'cluster_id'].nunique()} of "
+             f"the {len(clusters)} certified clusters (matched on county x industry)")
+    return panel
+
+
+def read_clusters(path: Path) -> pd.DataFrame:
+    """The user's cluster list (``cluster_id, county_code, industry_code, batch, announced``), codes as integers.
+
+    Raises
+    ------
+    SourceError
+        If a column is missing or a county or industry code is not a whole number, naming the rows.
+    """
+    clusters = read_table(path)
+    need = ["cluster_id", "county_code", "industry_code", "batch", "announced"]
+    missing = [c for c in need if c not in clusters.columns]
+    if missing:
+        raise SourceError(f"{path}: the cluster list lacks column(s) {missing}; it has {list(clusters.columns)}. Fix: one row per certified cluster with {need}")
+    for c in ("county_code", "industry_code", "batch"):
+        v = pd.to_numeric(clusters[c], errors="coerce")
+        bad = v.isna() | (v != v.round())
+        if bad.any():
+            raise SourceError(f"{path}: column '{c}' must hold whole numbers (county: 6-digit GB/T 2260, industry: 2-digit CIC 2017); rows {list(clusters.index[bad][:5])}: {clusters.loc[bad, c].head(5).tolist()}")
+        clusters[c] = v.astype(np.int64)
+    return clusters
+
+
+def check_cohorts(clusters: pd.DataFrame, years: tuple[int, int], *, late_month: int, log: SourceLog | None = None) -> None:
+    """Stop when no certified cluster is first treated within the data years, or some before them.
+
+    Firms of a batch first treated after the last data year are kept as not yet treated (cohort 0,
+    listed); a batch first treated before the first data year has no pre-treatment years and stops
+    the run, as does data that end before the first cohort.
+    """
+    g = pd.Series([cohort_from_date(x, late_month) for x in clusters["announced"]], index=clusters.index)
+    lo, hi = years
+    early = g < lo
+    if early.any():
+        raise SourceError(
+            f"cohorts outside the data years: {int(early.sum())} certified clusters are first treated in {sorted(g[early].unique().tolist())}, "
+            f"before the first data year {lo}, so their firms have no year before certification; e.g. {clusters.loc[early, 'cluster_id'].head(5).tolist()}. "
+            "Fix: add earlier years of firm data, or drop those clusters from the list"
+        )
+    within = (g >= lo) & (g <= hi)
+    if not within.any():
+        raise SourceError(
+            f"cohorts outside the data years: the data cover {lo}-{hi}, but the certified clusters are first treated in {sorted(g.unique().tolist())} "
+            f"(announcements {sorted(clusters['announced'].astype(str).unique().tolist())[:4]}, late_month {late_month}), so no firm is treated within the data. "
+            "Fix: the firm data must reach the years after certification (2023 on)"
+        )
+    late = g > hi
+    if late.any() and log is not None:
+        log.warn("clusters", f"{int(late.sum())} certified clusters are first treated after the last data year {hi} (cohorts {sorted(g[late].unique().tolist())}): "
+                 "their firms are coded not yet treated (cohort 0) and keep their batch")
 
 
 def _resolve(path: str | Path) -> Path:
@@ -194,7 +254,7 @@ def _resolve(path: str | Path) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
-def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
+def build_panel(params: Mapping[str, Any], *, log: SourceLog | None = None) -> tuple[pd.DataFrame, Any]:
     """Build the validated analysis panel of a parameter set.
 
     Parameters
@@ -202,7 +262,10 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
     params
         A parameter set from :func:`analysis.config.load_params`. ``params["data"]["source"]``
         is ``"synthetic"`` (simulate the world) or ``"raw"`` (read ``data.raw_firms`` and
-        ``data.raw_clusters``, relative to the project root).
+        ``data.raw_clusters``, relative to the project root, through :mod:`analysis.sources`).
+    log
+        A :class:`~analysis.sources.attrition.SourceLog` to fill with the attrition table, the
+        listed warnings and the recode tables (``main`` writes it beside the panel).
 
     Returns
     -------
@@ -211,12 +274,14 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
         ``None`` for real data).
     """
     source = params["data"]["source"]
+    log = SourceLog() if log is None else log
     if source == "synthetic":
         world = simulate_world(params)
         firms = world.panel
+        log.step("simulate", "synthetic world", 0, len(firms), "the synthetic world of the parameter set (analysis.simulate); no raw files")
     elif source == "raw":
         world = None
-        firms = _raw_panel(params)
+        firms = _raw_panel(params, log)
     else:
         raise ParameterError(f"data.source must be 'synthetic' or 'raw', not {source!r}")
     validate_panel(firms, source=str(params["data"].get("raw_firms", "synthetic world")) if source == "raw" else "panel")
@@ -230,6 +295,16 @@ def write_world(world: Any, folder: Path) -> dict[str, Path]:
     for name in ("truth", "potential", "latent", "clusters"):
         paths[name] = write_parquet(getattr(world, name), folder / f"{name}.parquet")
     return paths
+
+
+def source_log_dir(config: str) -> Path:
+    """Where the attrition table, warnings and recode tables of the panel of ``config`` are written."""
+    return processed_dir(config) / "sources"
+
+
+def load_source_log(config: str = "default") -> SourceLog:
+    """The :class:`~analysis.sources.attrition.SourceLog` written with the panel (empty if none)."""
+    return read_source_log(source_log_dir(config))
 
 
 def load_panel(config: str = "default", *, build: bool = True) -> pd.DataFrame:
@@ -266,15 +341,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="default", help="parameter set in config/ (default: default)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    log = SourceLog()
     try:
         params = load_params(args.config)
-        panel, world = build_panel(params)
+        panel, world = build_panel(params, log=log)
     except (ParameterError, PanelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = processed_dir(params["config"])
     if world is not None:
         write_world(world, folder)
+    log.write(source_log_dir(params["config"]))
     write_parquet(panel, panel_path(params["config"]))
     print(
         f"wrote {panel_path(params['config'])}: {len(panel):,} firm-years, {panel['firm_id'].nunique():,} firms, "

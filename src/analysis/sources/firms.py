@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import ParameterError
+from analysis.domain import COUNTY, INDUSTRY, TIME, UNIT
 from analysis.sources import headers as H
 from analysis.sources.attrition import SourceLog
 from analysis.sources.cleaning import apply_rules
@@ -67,7 +68,7 @@ OWNERSHIP_VALUES = ("SOE", "private", "foreign")
 #: SME under the 2011 standard (工信部联企业〔2011〕300号, industry): fewer than 1,000 employees or revenue under 400 m yuan
 SME_MAX_EMPLOYMENT = 1000
 SME_MAX_OUTPUT = 400_000.0  # thousand yuan
-_REQUIRED = ("firm_id", "year", "county_code", "industry_code")
+_REQUIRED = (UNIT, TIME, COUNTY, INDUSTRY)
 _INT_FIELDS = ("founding_year", "founding_month", "patents_invention", "patents_utility", "patents_design")
 _KEEP = ("firm_id", "year", "province", "region", "county_code", "industry_code", "ownership", "founding_year", "output", "value_added", "capital",
          "labor", "materials", "investment", "patents_invention", "patents_utility", "patents_design", "reports_emissions", "so2", "cod", "co2", "sme",
@@ -196,6 +197,7 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
     used_keys: set[str] = set()
     used_year_keys: set[tuple[str, str]] = set()
     money_problems = []
+    detected: dict[str, list[str]] = {}
     for i, (path, year) in enumerate(tqdm(files, desc="reading firm files", unit="file", **progress_options(progress if len(files) > 1 else False))):
         heads, enc = read_header(path, encoding=d.get("encoding"), sheet=d.get("sheet"))
         cmap = H.column_map(heads, year=year, rename=rename, rename_by_year=rename_by_year, defaults=defaults, where=str(path))
@@ -257,8 +259,11 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
         col_rows += [{"file": path.name, "year": year, "field": f, "header": h, "by": "data.rename" if f in cmap.by_user else ("default" if h != f else "name")} for f, h in cmap.fields.items()]
         for note in cmap.notes + info.notes:
             log.warn("columns", f"{path.name}: {note}")
-        if info.encoding and d.get("encoding") is None and info.encoding != "utf-8":
-            log.warn("encoding", f"{path.name}: encoding detected as {info.encoding}", rows=len(df))
+        if info.encoding and d.get("encoding") is None:
+            detected.setdefault(info.encoding, []).append(path.name)
+    for enc, names_ in detected.items():
+        if enc != "utf-8":
+            log.warn("encoding", f"encoding detected as {enc} (data.encoding: null) for {len(names_)} file(s): {', '.join(names_[:6])}{' ...' if len(names_) > 6 else ''}")
     unused = [k for k in rename if k not in used_keys]
     if unused:
         where = files[0][0] if len(files) == 1 else f"any of the {len(files)} files"
@@ -511,7 +516,8 @@ def _link(df: pd.DataFrame, d: Mapping[str, Any], log: SourceLog) -> pd.DataFram
     log.table("links_summary", res.summary.groupby("step", sort=False)["links"].sum().reset_index())
     changed = res.matches[res.matches["firm_id"] != res.matches["next_firm_id"]]
     by = res.summary.groupby("step", sort=False)["links"].sum().to_dict()
-    log.step("link", "link_firms", n, n, f"BVZ sequential matching ({', '.join(steps)}): links by step {by}; {len(changed):,} links across an identifier change; "
+    skipped = [s for s in steps if s not in by]
+    log.step("link", "link_firms", n, n, f"BVZ sequential matching: links by step {by}{f' (skipped, no columns: {skipped})' if skipped else ''}; {len(changed):,} links across an identifier change; "
              f"{df['firm_id_raw'].nunique():,} raw identifiers -> {df['firm_id'].nunique():,} firms", citation="Brandt, Van Biesebroeck and Zhang (2012)")
     return df
 
