@@ -19,7 +19,12 @@ from analysis.sources.attrition import SourceLog, read_source_log
 from analysis.sources.cleaning import apply_rules
 from analysis.sources.headers import ASIF_HEADERS, column_map, for_year, parse_years
 from analysis.sources.matching import link_firms
-from analysis.sources.read import SourceError, check_encoding, detect_encoding, read_columns
+from analysis.sources.read import (
+    SourceError,
+    check_encoding,
+    detect_encoding,
+    read_columns,
+)
 from analysis.sources.recode import (
     county_to_vintage,
     deflate,
@@ -283,7 +288,7 @@ def test_cleaning_rules_drop_what_they_say_and_are_listed_when_off():
 def test_source_log_round_trip(tmp_path):
     log = SourceLog()
     log.step("read", "files", 0, 10, "1 file")
-    log.warn("county", "x", rows=3)
+    log.notice("county", "x", rows=3)
     log.table("links", pd.DataFrame({"a": ["000417"]}))
     log.write(tmp_path)
     back = read_source_log(tmp_path)

@@ -43,7 +43,7 @@ from analysis.example_records import firm_names
 from analysis.io import atomic_write
 from analysis.simulate import World
 
-__all__ = ["VINTAGES", "ExampleFiles", "write_example_files", "main"]
+__all__ = ["VINTAGES", "ExampleFiles", "main", "write_example_files"]
 
 # field -> header, by header vintage (years)
 _COMMON = {"patents_invention": "发明专利申请数", "patents_utility": "实用新型专利申请数", "patents_design": "外观设计专利申请数",
@@ -141,7 +141,7 @@ def write_example_files(world: World, folder: Path, *, seed: int = 0, changed_sh
     reg = _pick(firms["firm_id"].to_numpy(), [_REG[o] for o in firms["ownership"]], 3)
     # some firms get a new legal-unit code from a year on
     multi = firms.index[firms["last"] > firms["first"]].to_numpy()
-    chosen = rng.choice(multi, size=int(round(changed_share * len(multi))), replace=False) if len(multi) else np.array([], dtype=int)
+    chosen = rng.choice(multi, size=round(changed_share * len(multi)), replace=False) if len(multi) else np.array([], dtype=int)
     change_year = np.full(len(firms), 10_000)
     change_year[chosen] = [rng.integers(firms.at[i, "first"] + 1, firms.at[i, "last"] + 1) for i in chosen]
     new_code = np.array([f"M{i:08d}" for i in range(len(firms))], dtype=object)

@@ -35,28 +35,34 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import ROOT, ParameterError, load_params, processed_dir
-from analysis.domain import NEVER_TREATED, PATENT_COLUMNS, POLLUTANTS, cohort_from_date, late_cohorts
+from analysis.domain import (
+    NEVER_TREATED,
+    PATENT_COLUMNS,
+    POLLUTANTS,
+    cohort_from_date,
+    late_cohorts,
+)
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
+from analysis.simulate import simulate_world
 from analysis.sources.attrition import SourceLog, read_source_log
 from analysis.sources.firms import cluster_match_problem, read_firms
 from analysis.sources.read import SourceError
-from analysis.simulate import simulate_world
 
 __all__ = [
-    "assign_clusters",
     "add_outcomes",
-    "event_time",
+    "assign_clusters",
     "baseline",
     "build_panel",
-    "panel_path",
-    "load_panel",
-    "load_world_tables",
-    "load_source_log",
-    "read_clusters",
     "check_cohorts",
     "clusters_from_panel",
+    "event_time",
+    "load_panel",
+    "load_source_log",
+    "load_world_tables",
     "main",
+    "panel_path",
+    "read_clusters",
 ]
 
 
@@ -245,7 +251,7 @@ def check_cohorts(clusters: pd.DataFrame, years: tuple[int, int], *, late_month:
         )
     late = g > hi
     if late.any() and log is not None:
-        log.warn("clusters", f"{int(late.sum())} certified clusters are first treated after the last data year {hi} (cohorts {sorted(g[late].unique().tolist())}): "
+        log.notice("clusters", f"{int(late.sum())} certified clusters are first treated after the last data year {hi} (cohorts {sorted(g[late].unique().tolist())}): "
                  "their firms are coded not yet treated (cohort 0) and keep their batch")
 
 

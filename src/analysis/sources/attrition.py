@@ -47,7 +47,7 @@ class SourceLog:
         dropped = max(int(rows_in) - int(rows_out), 0) if rows_in else 0
         self.steps.append({"step": step, "rule": rule, "rows_in": int(rows_in), "rows_out": int(rows_out), "dropped": dropped, "why": why, "citation": citation})
 
-    def warn(self, topic: str, message: str, rows: int | None = None) -> None:
+    def notice(self, topic: str, message: str, rows: int | None = None) -> None:
         """Record ambiguous input that did not stop the run (listed in ``01_data``)."""
         self.warnings.append({"topic": topic, "message": message, "rows": rows})
 

@@ -48,7 +48,7 @@ import pandas as pd
 from analysis.config import ParameterError
 from analysis.sources.attrition import SourceLog
 
-__all__ = ["Rule", "RULES", "apply_rules", "KEY_INPUTS"]
+__all__ = ["KEY_INPUTS", "RULES", "Rule", "apply_rules"]
 
 #: inputs the ``nonpositive_inputs`` rule checks by default (value added is missing in several survey years)
 KEY_INPUTS = ("output", "capital", "labor", "materials")
@@ -81,7 +81,7 @@ def _nonpositive(df: pd.DataFrame, cols: Any) -> pd.Series:
 
 def _accounting(df: pd.DataFrame, _on: Any) -> pd.Series:
     bad = pd.Series(False, index=df.index)
-    ta = df["total_assets"] if "total_assets" in df else None
+    ta = df.get("total_assets")
     if ta is not None:
         for c in ("current_assets", "capital", "fixed_assets_total"):
             if c in df:

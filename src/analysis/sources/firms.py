@@ -29,6 +29,7 @@ rows and the fix, raised before any notebook runs.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import re
 import unicodedata
@@ -61,7 +62,7 @@ from analysis.sources.recode import (
     to_thousand_yuan,
 )
 
-__all__ = ["read_firms", "firm_files", "OWNERSHIP_VALUES", "SME_MAX_EMPLOYMENT", "SME_MAX_OUTPUT", "cluster_match_problem"]
+__all__ = ["OWNERSHIP_VALUES", "SME_MAX_EMPLOYMENT", "SME_MAX_OUTPUT", "cluster_match_problem", "firm_files", "read_firms"]
 
 #: the contract's ownership values
 OWNERSHIP_VALUES = ("SOE", "private", "foreign")
@@ -195,23 +196,32 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
     pad = {str(k): int(v) for k, v in (d.get("pad_ids") or {}).items()}
     frames, file_rows, col_rows, money_rows = [], [], [], []
     used_keys: set[str] = set()
-    used_year_keys: set[tuple[str, str]] = set()
     money_problems = []
     detected: dict[str, list[str]] = {}
-    for i, (path, year) in enumerate(tqdm(files, desc="reading firm files", unit="file", **progress_options(progress if len(files) > 1 else False))):
+    # first the headers of every file: the maps must fit before any data is read
+    maps = []
+    for path, year in files:
         heads, enc = read_header(path, encoding=d.get("encoding"), sheet=d.get("sheet"))
+        normal = {H.normalize_header(H._unit_of(h)[0]) for h in heads}
         cmap = H.column_map(heads, year=year, rename=rename, rename_by_year=rename_by_year, defaults=defaults, where=str(path))
-        for raw in rename:
-            if raw in heads or H.normalize_header(H._unit_of(raw)[0]) in {H.normalize_header(H._unit_of(h)[0]) for h in heads}:
-                used_keys.add(raw)
+        used_keys.update(raw for raw in rename if raw in heads or H.normalize_header(H._unit_of(raw)[0]) in normal)
         for key, m in (rename_by_year or {}).items():
             lo, hi = H.parse_years(key)
             if year is not None and lo <= year <= hi:
                 for raw in m or {}:
-                    if str(raw) not in heads and H.normalize_header(H._unit_of(str(raw))[0]) not in {H.normalize_header(H._unit_of(h)[0]) for h in heads}:
+                    if str(raw) not in heads and H.normalize_header(H._unit_of(str(raw))[0]) not in normal:
                         close = H.suggest(None, m[raw], heads) or heads[:10]
                         raise ParameterError(f"data.rename_by_year[{key!r}] names column '{raw}' that {path} does not have; columns like it: {close}; it has {heads}")
-                    used_year_keys.add((str(key), str(raw)))
+        maps.append((heads, enc, cmap))
+    unused = [k for k in rename if k not in used_keys]
+    if unused:
+        heads = maps[0][0]
+        close = sorted({h for k in unused for h in difflib.get_close_matches(k, heads, n=3, cutoff=0.4)})
+        hint = f"; headers like it: {close}" if close else ""
+        if len(files) == 1:
+            raise ParameterError(f"data.rename names column(s) {unused} that {files[0][0]} does not have{hint}; it has {heads}")
+        raise ParameterError(f"data.rename names column(s) {unused} that none of the {len(files)} files of data.raw_firms has{hint}; {files[0][0].name} has {heads}")
+    for (path, year), (heads, enc, cmap) in zip(files, maps):
         missing = [f for f in _REQUIRED if f not in cmap.fields and not (f == "year" and year is not None)]
         if missing:
             hints = "; ".join(f"{f}: maybe {H.suggest(None, f, cmap.unused)}" for f in missing if H.suggest(None, f, cmap.unused))
@@ -222,6 +232,7 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
                 f"Fix: map them in the parameter set, e.g. data.rename: {{'<header>': {missing[0]}}}"
                 + (f" or data.rename_by_year: {{{year}: {{'<header>': {missing[0]}}}}}" if year else "")
             )
+    for i, ((path, year), (heads, enc, cmap)) in enumerate(tqdm(list(zip(files, maps)), desc="reading firm files", unit="file", **progress_options(progress if len(files) > 1 else False))):
         kinds = {h: ("text" if f in H.TEXT_FIELDS else "label" if f in H.LABEL_FIELDS else "number") for f, h in cmap.fields.items()}
         raw, info = read_columns(path, kinds, encoding=enc or d.get("encoding"), sheet=d.get("sheet"))
         df = raw.rename(columns={h: f for f, h in cmap.fields.items()})
@@ -243,7 +254,7 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
             unit = per.get(f) or cmap.units.get(f) or base
             src = "data.money_units" if f in per else "header" if f in cmap.units else "data.money_unit"
             if f in cmap.units and f in per and per[f] != cmap.units[f]:
-                log.warn("money", f"{path.name}: '{cmap.fields[f]}' says {cmap.units[f]} in its header, data.money_units says {per[f]}; {per[f]} used")
+                log.notice("money", f"{path.name}: '{cmap.fields[f]}' says {cmap.units[f]} in its header, data.money_units says {per[f]}; {per[f]} used")
             df[f] = to_thousand_yuan(df[f], unit)
             if scale != 1:
                 df[f] = df[f] * scale
@@ -258,17 +269,12 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
                           "encoding": info.encoding or "", "rows": len(df), "fields": len(cmap.fields), "unused_headers": "; ".join(cmap.unused)})
         col_rows += [{"file": path.name, "year": year, "field": f, "header": h, "by": "data.rename" if f in cmap.by_user else ("default" if h != f else "name")} for f, h in cmap.fields.items()]
         for note in cmap.notes + info.notes:
-            log.warn("columns", f"{path.name}: {note}")
+            log.notice("columns", f"{path.name}: {note}")
         if info.encoding and d.get("encoding") is None:
             detected.setdefault(info.encoding, []).append(path.name)
     for enc, names_ in detected.items():
         if enc != "utf-8":
-            log.warn("encoding", f"encoding detected as {enc} (data.encoding: null) for {len(names_)} file(s): {', '.join(names_[:6])}{' ...' if len(names_) > 6 else ''}")
-    unused = [k for k in rename if k not in used_keys]
-    if unused:
-        where = files[0][0] if len(files) == 1 else f"any of the {len(files)} files"
-        heads = read_header(files[0][0], encoding=d.get("encoding"), sheet=d.get("sheet"))[0]
-        raise ParameterError(f"data.rename names column(s) {unused} that {where} does not have; it has {heads}")
+            log.notice("encoding", f"encoding detected as {enc} (data.encoding: null) for {len(names_)} file(s): {', '.join(names_[:6])}{' ...' if len(names_) > 6 else ''}")
     if money_problems:
         raise SourceError(
             "money columns whose size does not fit their declared unit:\n" + "\n".join(money_problems[:20])
@@ -317,7 +323,8 @@ def _ids(df: pd.DataFrame, pad: dict[str, int], log: SourceLog) -> pd.DataFrame:
         u = pd.Series(pd.unique(s.dropna()))
         clean = u.map(lambda x: re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(x))).upper())
         if col in pad:
-            clean = clean.map(lambda x: x.zfill(pad[col]) if x.isdigit() else x)
+            width = pad[col]
+            clean = clean.map(lambda x, w=width: x.zfill(w) if x.isdigit() else x)
         df[col] = s.map(dict(zip(u, clean))).where(s.notna()).astype("str")
     unknown_pad = [k for k in pad if k not in ("firm_id", "county_code", "industry_code", "registration_type")]
     if unknown_pad:
@@ -325,7 +332,7 @@ def _ids(df: pd.DataFrame, pad: dict[str, int], log: SourceLog) -> pd.DataFrame:
     if "firm_id" in df:
         miss = df["firm_id"].isna() | (df["firm_id"] == "")
         if miss.any():
-            log.warn("ids", f"{int(miss.sum()):,} firm-years have no firm identifier" + ("" if "firm_name" in df else "; they are dropped"), rows=int(miss.sum()))
+            log.notice("ids", f"{int(miss.sum()):,} firm-years have no firm identifier" + ("" if "firm_name" in df else "; they are dropped"), rows=int(miss.sum()))
     return df
 
 
@@ -333,7 +340,7 @@ def _county(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.Data
     vintage = int(opt.get("vintage", 2023))
     rec = county_to_vintage(df["county_code"], df["year"], vintage=vintage, split=opt.get("split", "first"))
     for note in rec.notes:
-        log.warn("county", note)
+        log.notice("county", note)
     log.table("county_changes", rec.changes)
     log.table("county_unknown", rec.unknown)
     n = len(df)
@@ -348,7 +355,7 @@ def _county(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.Data
                 "Fix: check the county column (6-digit 行政区划代码; it may hold another code, or lost leading digits), "
                 "or drop these firm-years with data.county.unknown: drop (they are listed in 01_data)"
             )
-        log.warn("county", f"{int(unknown.sum()):,} firm-years with county codes unknown to GB/T 2260 dropped (data.county.unknown: drop): {rec.unknown['code'].head(10).tolist()}", rows=int(unknown.sum()))
+        log.notice("county", f"{int(unknown.sum()):,} firm-years with county codes unknown to GB/T 2260 dropped (data.county.unknown: drop): {rec.unknown['code'].head(10).tolist()}", rows=int(unknown.sum()))
     changed = int(rec.changes["rows"].sum()) if len(rec.changes) else 0
     df["county_code_raw"] = df["county_code"]
     df["county_code"] = rec.codes
@@ -381,7 +388,7 @@ def _industry(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.Da
         how = "CIC codes mapped to 2-digit GB/T 4754-2017 through data/external/cic_concordance.csv, vintage " + (
             "by year as the NBS surveys used them (2002 for 2003-2011, 2011 for 2012-2017, 2017 from 2018)" if vintage in (None, "auto") else str(vintage))
         if vintage in (None, "auto"):
-            log.warn("industry", "GB/T 4754 vintage of the codes assumed by year as the NBS surveys used them (data.industry.vintage: auto); give it if your files differ")
+            log.notice("industry", "GB/T 4754 vintage of the codes assumed by year as the NBS surveys used them (data.industry.vintage: auto); give it if your files differ")
     log.table("industry", rec.table)
     unlisted = rec.codes.isna()
     if unlisted.any():
@@ -395,12 +402,12 @@ def _industry(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.Da
                 "Fix: give the right vintage per year (data.industry.vintage), check that the column holds CIC codes, "
                 f"or drop the rows (data.industry.unlisted: drop; at most data.industry.max_unlisted_share = {opt.get('max_unlisted_share', 0.01)} of the rows)"
             )
-        log.warn("industry", f"{int(unlisted.sum()):,} firm-years with industry codes the concordance does not list dropped: {top['code'].tolist()}", rows=int(unlisted.sum()))
+        log.notice("industry", f"{int(unlisted.sum()):,} firm-years with industry codes the concordance does not list dropped: {top['code'].tolist()}", rows=int(unlisted.sum()))
     df["industry_code"] = rec.codes
     df = df.loc[~unlisted]
     split = rec.table[rec.table["rule"].str.startswith("split") & (rec.table["rows"] > 0)]
     if len(split):
-        log.warn("industry", f"{int(split['rows'].sum()):,} firm-years in {len(split)} classes split across 2-digit industries by a later GB/T 4754: "
+        log.notice("industry", f"{int(split['rows'].sum()):,} firm-years in {len(split)} classes split across 2-digit industries by a later GB/T 4754: "
                  f"assigned by the rule of the concordance (e.g. {split['code'].iloc[0]} -> {split['cic2'].iloc[0]}, parts to {split['alternatives'].iloc[0]})",
                  rows=int(split["rows"].sum()))
     log.step("recode", "industry_code", n, len(df), how + f"; {int(unlisted.sum()):,} unlisted")
@@ -415,21 +422,21 @@ def _ownership(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.D
             raise SourceError("data.ownership.shareholder: true, but no file has the controlling shareholder (控股情况); map its column or switch the option off")
         rec = ownership_from_registration(df["registration_type"], sh)
         if "ownership" in df:
-            log.warn("ownership", "the files have both an ownership column and the registration type; ownership is taken from the registration type")
+            log.notice("ownership", "the files have both an ownership column and the registration type; ownership is taken from the registration type")
         df["ownership"] = rec.ownership
         df["ownership_detail"] = rec.detail
         log.table("ownership", rec.table)
         unknown = rec.ownership.isna() & df["registration_type"].notna()
         if unknown.any():
             vals = df.loc[unknown, "registration_type"].value_counts().head(10)
-            log.warn("ownership", f"{int(unknown.sum()):,} firm-years with registration types outside 1xx-3xx get no ownership: {dict(vals)}", rows=int(unknown.sum()))
+            log.notice("ownership", f"{int(unknown.sum()):,} firm-years with registration types outside 1xx-3xx get no ownership: { {str(k): int(v) for k, v in vals.items()} }", rows=int(unknown.sum()))
         log.step("recode", "ownership", n, n, "from the registration type (登记注册类型; Brandt, Van Biesebroeck and Zhang 2012)" + (" refined by the controlling shareholder (Hsieh and Song 2015)" if sh is not None else ""))
     elif "ownership" in df:
         bad = df["ownership"].notna() & ~df["ownership"].isin(OWNERSHIP_VALUES)
         if bad.any():
             vals = df.loc[bad, "ownership"].astype(str).value_counts().head(10)
             raise SourceError(
-                f"ownership: {int(bad.sum()):,} firm-years have values outside the contract's {list(OWNERSHIP_VALUES)}: {dict(vals)}; "
+                f"ownership: {int(bad.sum()):,} firm-years have values outside the contract's {list(OWNERSHIP_VALUES)}: { {str(k): int(v) for k, v in vals.items()} }; "
                 f"example rows:\n{_examples(df, bad, ['ownership'])}\nFix: if the column holds registration types (登记注册类型, e.g. 110, 173, 310), "
                 "map it to registration_type (data.rename: {'<header>': registration_type}) and ownership is derived; otherwise recode it to SOE / private / foreign"
             )
@@ -446,7 +453,7 @@ def _money_real(df: pd.DataFrame, d: Mapping[str, Any], root: Path, log: SourceL
         log.table("deflation", table)
         lacking = table[table["rows_without_index"] > 0]
         if len(lacking):
-            log.warn("deflation", f"firm-years without a price index (values set missing): {dict(zip(lacking['column'], lacking['rows_without_index']))}")
+            log.notice("deflation", f"firm-years without a price index (values set missing): {dict(zip(lacking['column'], lacking['rows_without_index']))}")
         log.step("money", "deflate", n, n, f"deflated to prices of {table['base_year'].iloc[0] if len(table) else '-'} by {d['deflate']}")
     else:
         log.step("money", "deflate", n, n, "off: money in current prices (data.deflate gives price indices)")

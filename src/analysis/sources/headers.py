@@ -35,7 +35,7 @@ from typing import Any
 from analysis.config import ParameterError
 from analysis.sources.read import normalize_header
 
-__all__ = ["ASIF_HEADERS", "FIELDS", "TEXT_FIELDS", "MONEY_FIELDS", "UNIT_SUFFIXES", "ColumnMap", "column_map", "for_year", "parse_years"]
+__all__ = ["ASIF_HEADERS", "FIELDS", "MONEY_FIELDS", "TEXT_FIELDS", "UNIT_SUFFIXES", "ColumnMap", "column_map", "for_year", "parse_years"]
 
 #: fields of the firm files and what they are (contract columns and the raw fields recodes use)
 FIELDS: dict[str, str] = {

@@ -84,7 +84,7 @@ def _unique_pairs(key_a: np.ndarray, rows_a: np.ndarray, key_b: np.ndarray, rows
 
     ka, ra = uniq(key_a, rows_a)
     kb, rb = uniq(key_b, rows_b)
-    common, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
+    _, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
     return ra[ia], rb[ib]
 
 

@@ -42,7 +42,7 @@ import pandas as pd
 
 from analysis.schema import PanelError
 
-__all__ = ["SourceError", "FileInfo", "SUFFIXES", "detect_encoding", "check_encoding", "read_header", "read_columns", "normalize_header"]
+__all__ = ["SUFFIXES", "FileInfo", "SourceError", "check_encoding", "detect_encoding", "normalize_header", "read_columns", "read_header"]
 
 #: suffixes the reader knows, by format
 SUFFIXES = {".csv": "csv", ".txt": "csv", ".gz": "csv", ".dta": "stata", ".parquet": "parquet", ".pq": "parquet",

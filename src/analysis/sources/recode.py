@@ -48,10 +48,27 @@ import pandas as pd
 from analysis.config import EXTERNAL, ParameterError
 
 __all__ = [
-    "VINTAGES", "NBS_VINTAGE_YEARS", "IndustryRecode", "industry_vintages", "industry_to_cic2", "concordance",
-    "STATE_CODES", "REGISTRATION_TYPES", "OwnershipRecode", "ownership_from_registration",
-    "CountyRecode", "county_table", "county_to_vintage", "province_of",
-    "MONEY_UNITS", "to_thousand_yuan", "money_check", "read_price_indices", "relative_prices", "deflate", "perpetual_inventory",
+    "MONEY_UNITS",
+    "NBS_VINTAGE_YEARS",
+    "REGISTRATION_TYPES",
+    "STATE_CODES",
+    "VINTAGES",
+    "CountyRecode",
+    "IndustryRecode",
+    "OwnershipRecode",
+    "concordance",
+    "county_table",
+    "county_to_vintage",
+    "deflate",
+    "industry_to_cic2",
+    "industry_vintages",
+    "money_check",
+    "ownership_from_registration",
+    "perpetual_inventory",
+    "province_of",
+    "read_price_indices",
+    "relative_prices",
+    "to_thousand_yuan",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -447,7 +464,7 @@ def money_check(df: pd.DataFrame, column: str, unit: str, *, labor: str = "labor
         return None
     looks = "yuan (1,000 times too large)" if med > hi else "ten thousand yuan or more (too small)"
     if med < lo and med * 1000 >= lo:
-        looks = "already divided by 1,000 (too small by 1,000: thousand yuan read as yuan?)"
+        looks = "thousand yuan read as yuan (1,000 times too small)"
     return f"{what} after reading it as {unit}; plausible: {lo:,.0f}-{hi:,.0f}. It looks like {looks}"
 
 
@@ -528,7 +545,7 @@ def deflate(df: pd.DataFrame, indices: pd.DataFrame, *, base_year: int | None = 
     for col, idx_name in DEFLATOR_OF.items():
         if col not in out or idx_name not in indices:
             continue
-        rel = relative_prices(indices, idx_name, out["year"], out["industry_code"] if "industry_code" in out else None, base_year=base_year)
+        rel = relative_prices(indices, idx_name, out["year"], out.get("industry_code"), base_year=base_year)
         have = out[col].notna()
         missing = have & rel.isna()
         out[col] = out[col] / rel
@@ -585,7 +602,7 @@ def perpetual_inventory(
     [100.0, 140.0, 126.0]
     """
     if prices is None:
-        price_at = lambda y: np.ones(np.shape(y))  # noqa: E731
+        price_at = lambda y: np.ones(np.shape(y))
     else:
         pr = prices.dropna().sort_index()
         years_known = pr.index.to_numpy(dtype=np.int64)
