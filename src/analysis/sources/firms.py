@@ -42,6 +42,7 @@ import pandas as pd
 
 from analysis.config import ParameterError
 from analysis.domain import COUNTY, INDUSTRY, TIME, UNIT
+from analysis.sources import _vector as V
 from analysis.sources import headers as H
 from analysis.sources.attrition import SourceLog
 from analysis.sources.cleaning import apply_rules
@@ -49,6 +50,7 @@ from analysis.sources.matching import link_firms
 from analysis.sources.read import SUFFIXES, SourceError, read_columns, read_header
 from analysis.sources.recode import (
     MONEY_UNITS,
+    _clean_one,
     county_to_vintage,
     deflate,
     industry_to_cic2,
@@ -292,7 +294,7 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
     log.table("money_units", pd.DataFrame(money_rows, columns=["file", "year", "field", "header", "unit", "unit_from"]))
     log.facts.update({"files": names, "rows_read": len(df), "years": [int(df["year"].min()), int(df["year"].max())]})
 
-    df = _ids(df, pad, log)
+    df = _ids(df, pad, log, linking=bool(d.get("link_firms")))
     df = _county(df, d.get("county") or {}, log)
     df = _industry(df, d.get("industry") or {}, log)
     df = _ownership(df, d.get("ownership") or {}, log)
@@ -306,7 +308,7 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
     df = apply_rules(df, clean, log)
     df = _derive(df)
     keep = [c for c in _KEEP if c in df.columns]
-    out = df[keep].sort_values(["firm_id", "year"], kind="stable").reset_index(drop=True)
+    out = _sorted(df[keep])
     log.step("result", "firm-years", len(out), len(out), f"{out['firm_id'].nunique():,} firms, {out['year'].min()}-{out['year'].max()}")
     return out, log
 
@@ -314,25 +316,49 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
 # --------------------------------------------------------------------------------------------
 # the steps
 # --------------------------------------------------------------------------------------------
-def _ids(df: pd.DataFrame, pad: dict[str, int], log: SourceLog) -> pd.DataFrame:
-    """Identifiers: NFKC, no spaces, upper case; padded to a width where ``data.pad_ids`` says."""
-    for col in ("firm_id", "county_code", "industry_code", "registration_type"):
+_CODE_COLUMNS = ("firm_id", "county_code", "industry_code", "registration_type")
+
+
+def _clean_id(x: str) -> str:
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(x))).upper()
+
+
+def _ids(df: pd.DataFrame, pad: dict[str, int], log: SourceLog, *, linking: bool) -> pd.DataFrame:
+    """Identifiers: NFKC, no spaces, upper case; padded to a width where ``data.pad_ids`` says.
+
+    The firm identifier is cleaned in Arrow over the whole column (it has as many distinct values
+    as firms); the code columns once per distinct value. Firm-years without an identifier are
+    dropped (listed) unless firms are linked, which can place them by name.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    unknown_pad = [k for k in pad if k not in _CODE_COLUMNS]
+    if unknown_pad:
+        raise ParameterError(f"data.pad_ids: {unknown_pad} are not identifier columns {list(_CODE_COLUMNS)}")
+    for col in _CODE_COLUMNS:
         if col not in df:
             continue
-        s = df[col]
-        u = pd.Series(pd.unique(s.dropna()))
-        clean = u.map(lambda x: re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(x))).upper())
-        if col in pad:
-            width = pad[col]
-            clean = clean.map(lambda x, w=width: x.zfill(w) if x.isdigit() else x)
-        df[col] = s.map(dict(zip(u, clean))).where(s.notna()).astype("str")
-    unknown_pad = [k for k in pad if k not in ("firm_id", "county_code", "industry_code", "registration_type")]
-    if unknown_pad:
-        raise ParameterError(f"data.pad_ids: {unknown_pad} are not identifier columns (firm_id, county_code, industry_code, registration_type)")
+        if col == "firm_id":
+            a = V.arrow(df[col])
+            a = pc.utf8_upper(pc.replace_substring_regex(pc.utf8_normalize(a, "NFKC"), r"\s+", ""))
+            if col in pad:
+                a = pc.if_else(pc.match_substring_regex(a, r"^[0-9]+$"), pc.utf8_lpad(a, pad[col], "0"), a)
+            a = pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a)
+            df[col] = V.from_arrow(a, df.index)
+        else:
+            width = pad.get(col)
+            df[col] = V.map_uniques(df[col], (lambda x, w=width: (_clean_id(x).zfill(w) if _clean_id(x).isdigit() else _clean_id(x)) if w else _clean_id(x)))
     if "firm_id" in df:
-        miss = df["firm_id"].isna() | (df["firm_id"] == "")
+        miss = df["firm_id"].isna()
         if miss.any():
-            log.notice("ids", f"{int(miss.sum()):,} firm-years have no firm identifier" + ("" if "firm_name" in df else "; they are dropped"), rows=int(miss.sum()))
+            n = len(df)
+            if linking and "firm_name" in df:
+                log.notice("ids", f"{int(miss.sum()):,} firm-years have no firm identifier; the linking places them by name and the other keys", rows=int(miss.sum()))
+            else:
+                df = df.loc[~miss]
+                log.notice("ids", f"{int(miss.sum()):,} firm-years without a firm identifier dropped", rows=int(miss.sum()))
+            log.step("recode", "firm_id", n, len(df), "firm-years without an identifier" + (" kept for the linking" if len(df) == n else " dropped"))
     return df
 
 
@@ -366,8 +392,8 @@ def _county(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.Data
 
 def _industry(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.DataFrame:
     raw = df["industry_code"]
-    digits = raw.str.replace(r"^[A-Ta-t](?=\d)", "", regex=True).str.replace(r"\.0+$", "", regex=True)
-    lengths = digits.str.len()
+    digits = V.map_uniques(raw, _clean_one)
+    lengths = V.map_uniques(digits, len, dtype=None)
     vintage = opt.get("vintage", "auto")
     n = len(df)
     df["industry_code_raw"] = raw
@@ -479,35 +505,76 @@ def _money_real(df: pd.DataFrame, d: Mapping[str, Any], root: Path, log: SourceL
     return df
 
 
+def _order(df: pd.DataFrame) -> np.ndarray:
+    """Row positions ordering ``df`` by (firm_id, year) (Arrow's sort: fast on millions of text ids)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = pa.table({"firm_id": V.arrow(df["firm_id"]), "year": pa.array(df["year"].to_numpy())})
+    return pc.sort_indices(t, sort_keys=[("firm_id", "ascending"), ("year", "ascending")]).to_numpy()
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` ordered by (firm_id, year), with a fresh RangeIndex."""
+    order = _order(df)
+    if len(order) < 2 or (order[1:] > order[:-1]).all():
+        return df.reset_index(drop=True)
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _same_as_previous(df: pd.DataFrame, order: np.ndarray) -> np.ndarray:
+    """Positions (in ``order``) whose (firm_id, year) equals the previous one's."""
+    import pyarrow.compute as pc
+
+    fid = V.arrow(df["firm_id"]).take(order)
+    yr = df["year"].to_numpy()[order]
+    same = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        eq = pc.fill_null(pc.equal(fid[1:], fid[:-1]), False).to_numpy(zero_copy_only=False)
+        same[1:] = eq & (yr[1:] == yr[:-1])
+    return same
+
+
 def _duplicates(df: pd.DataFrame, policy: str, log: SourceLog) -> pd.DataFrame:
     if policy not in ("error", "first", "largest"):
         raise ParameterError(f"data.clean.duplicates must be 'error', 'first' or 'largest', not {policy!r}")
     n = len(df)
-    ids = df["firm_id"]
-    has = ids.notna()
-    key = ["firm_id", "year"]
-    cols = [c for c in df.columns if c != "_file"]
-    same_key = has & df.duplicated(key, keep=False)
-    exact = pd.Series(False, index=df.index)
-    if same_key.any():
-        sub = df.loc[same_key, cols]
-        exact.loc[sub.index] = sub.duplicated(keep="first").to_numpy()
-    df = df.loc[~exact]
+    df = df.reset_index(drop=True)
+    order = _order(df)
+    same = _same_as_previous(df, order)
+    if same.any():
+        cols = [c for c in df.columns if c != "_file"]
+        pos = np.flatnonzero(same)
+        both = order[np.unique(np.r_[pos, pos - 1])]
+        sub = df.iloc[np.sort(both)][cols]
+        exact_rows = sub.index[sub.duplicated(keep="first").to_numpy()]
+        if len(exact_rows):
+            df = df.drop(index=exact_rows).reset_index(drop=True)
+            order = _order(df)
+            same = _same_as_previous(df, order)
     log.step("clean", "exact_duplicates", n, len(df), "rows repeated with the same values in every column")
-    dup = df["firm_id"].notna() & df.duplicated(key, keep=False)
-    if dup.any():
+    if same.any():
+        dup_pos = same | np.r_[same[1:], False]
+        dup = np.zeros(len(df), dtype=bool)
+        dup[order[dup_pos]] = True
         if policy == "error":
+            ex = df.iloc[order[dup_pos]]
             raise SourceError(
                 f"duplicate firm-years: {int(dup.sum()):,} rows share (firm_id, year) with another row but differ in other columns; examples:\n"
-                f"{_examples(df.sort_values(key), dup.reindex(df.sort_values(key).index), ['firm_name', 'output', 'labor'])}\n"
+                f"{_examples(ex, np.ones(len(ex), dtype=bool), ['firm_name', 'output', 'labor'])}\n"
                 "Fix: check the identifier column (is it the legal-unit code?), or choose which row to keep: "
                 "data.clean.duplicates: first (the first row read) or largest (the largest output)"
             )
         m = len(df)
+        run = np.cumsum(~same) - 1  # one run per (firm_id, year), in sorted position
         if policy == "largest" and "output" in df:
-            df = df.sort_values("output", ascending=False, kind="stable")
-        keep = ~(df["firm_id"].notna() & df.duplicated(key, keep="first"))
-        df = df.loc[keep].sort_index()
+            out_v = df["output"].fillna(-np.inf).to_numpy()[order]
+            best_pos = pd.Series(out_v).groupby(run).idxmax().to_numpy()
+        else:
+            best_pos = pd.Series(order).groupby(run).idxmin().to_numpy()  # the first row read
+        keep = np.zeros(len(df), dtype=bool)
+        keep[order[best_pos]] = True
+        df = df.loc[keep].reset_index(drop=True)
         log.step("clean", "duplicates", m, len(df), f"conflicting firm-years: kept the {policy} row (data.clean.duplicates)")
     return df
 
@@ -530,21 +597,21 @@ def _link(df: pd.DataFrame, d: Mapping[str, Any], log: SourceLog) -> pd.DataFram
 
 
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
+    """Province and region from the county code, integer codes, numeric types, the SME flag."""
+    df["county_code"] = df["county_code"].astype(np.int64)
+    df["industry_code"] = df["industry_code"].astype(np.int64)
     if "province" not in df or "region" not in df:
         p = province_of(df["county_code"])
         for c in ("province", "region"):
             if c not in df:
-                df[c] = p[c].astype("str")
-    df["county_code"] = df["county_code"].astype(np.int64)
-    df["industry_code"] = df["industry_code"].astype(np.int64)
+                df[c] = p[c]
     for c in _INT_FIELDS:
         if c in df:
             s = df[c]
-            if s.notna().all() and (s == np.round(s)).all():
-                df[c] = s.astype(np.int64)
-            elif (s.dropna() == np.round(s.dropna())).all():
-                df[c] = s.astype("Int64")
+            whole = s.dropna()
+            if not (whole == np.round(whole)).all():
+                continue
+            df[c] = s.astype(np.int64) if s.notna().all() else s.astype("Int64")
     for c in ("output", "value_added", "capital", "labor", "materials", "investment", "so2", "cod", "co2"):
         if c in df:
             df[c] = df[c].astype("float64")

@@ -208,6 +208,13 @@ def read_header(path: str | Path, *, encoding: str | None = None, sheet: str | i
 
 def _digits_text(s: pd.Series) -> tuple[pd.Series, bool]:
     """A column of identifiers or codes as text; numbers become digit strings (``417.0`` -> ``417``)."""
+    if getattr(s.array, "_pa_array", None) is not None:  # Arrow strings (CSV, parquet): trim in Arrow
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        a = pc.utf8_trim_whitespace(s.array._pa_array)
+        a = pc.if_else(pc.equal(a, ""), pa.scalar(None, pa.string()), a)
+        return pd.Series(a.to_pandas(), index=s.index).astype("str"), False
     if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
         out = s.astype("str").where(s.notna()).str.strip()
         return out.where(out != ""), False
@@ -309,22 +316,46 @@ def _as_number(s: pd.Series, name: str, path: Path) -> pd.Series:
     return out
 
 
+def _decode_error(path: Path, raw: bytes, encoding: str, exc: UnicodeDecodeError) -> SourceError:
+    line = raw.count(b"\n", 0, exc.start) + 1
+    try:
+        fits = detect_encoding(path)
+    except SourceError:
+        fits = None
+    fix = f"data.encoding: {fits}" if fits and fits != encoding else "data.encoding: null (detect), or re-save the file as UTF-8"
+    return SourceError(
+        f"{path}: not valid {encoding} at line {line} (byte {exc.start}: {raw[exc.start:exc.start + 4]!r}); "
+        f"the file looks like {fits or 'another encoding'}. Fix: {fix}"
+    )
+
+
 def _read_csv(path: Path, columns: dict[str, str], encoding: str | None, check: bool, info: FileInfo) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     enc = encoding or detect_encoding(path)
     info.encoding = enc
-    if check:
-        check_encoding(path, enc)
     with _open_binary(path) as fh:
-        first = fh.readline(1 << 20).decode(enc).lstrip("\ufeff")
+        raw = fh.read()
+    # one pass decodes (and so checks) the whole file; the parser then reads UTF-8 from memory
+    try:
+        if enc in ("utf-8", "utf-8-sig"):
+            if check:
+                codecs.decode(raw, "utf-8")
+            data = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
+        else:
+            data = raw.decode(enc).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, raw, enc, exc) from None
+    del raw
+    end = data.find(b"\n")
+    first = (data if end < 0 else data[:end]).decode("utf-8").lstrip("\ufeff").rstrip("\r")
     in_file = next(csv.reader(io.StringIO(first)), [])
     by_name = {_strip_header(c): c for c in in_file}
     missing = [c for c in columns if c not in by_name]
     if missing:
         raise SourceError(f"{path}: no column(s) {missing}; it has {[_strip_header(c) for c in in_file]}")
-    read_opts = pcsv.ReadOptions(encoding="utf8" if enc in ("utf-8", "utf-8-sig") else enc, block_size=1 << 24, skip_rows=1, column_names=in_file)
+    read_opts = pcsv.ReadOptions(block_size=1 << 24, skip_rows=1, column_names=in_file)
     conv = pcsv.ConvertOptions(
         include_columns=[by_name[c] for c in columns],
         column_types={by_name[c]: pa.string() for c, kind in columns.items() if kind in ("text", "label")},
@@ -333,9 +364,10 @@ def _read_csv(path: Path, columns: dict[str, str], encoding: str | None, check: 
         quoted_strings_can_be_null=True,
     )
     try:
-        table = pcsv.read_csv(path, read_options=read_opts, convert_options=conv)
+        table = pcsv.read_csv(pa.BufferReader(data), read_options=read_opts, convert_options=conv)
     except pa.ArrowInvalid as exc:
         raise SourceError(f"{path}: cannot be parsed as CSV ({exc}). Fix: check the delimiter (a comma is expected) and the quoting of the lines named.") from None
+    del data
     df = table.to_pandas()
     df.columns = list(columns)
     return df

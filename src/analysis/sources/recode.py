@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import EXTERNAL, ParameterError
+from analysis.sources._vector import factorize, map_uniques, take_str
 
 __all__ = [
     "MONEY_UNITS",
@@ -98,11 +99,24 @@ class IndustryRecode:
     unlisted: pd.DataFrame  #: codes the concordance does not list: code, vintage, rows, years, example rows
 
 
+def _clean_one(x: str) -> str:
+    return re.sub(r"\.0+$", "", re.sub(r"^[A-Ta-t](?=\d)", "", unicodedata.normalize("NFKC", str(x)).strip()))
+
+
 def _clean_code(s: pd.Series) -> pd.Series:
     """Codes as written -> digits only: NFKC, a leading section letter (``C3130``) and a trailing ``.0`` dropped."""
-    u = pd.Series(pd.unique(s.dropna().astype(str)))
-    clean = u.map(lambda x: re.sub(r"\.0+$", "", re.sub(r"^[A-Ta-t](?=\d)", "", unicodedata.normalize("NFKC", x).strip())))
-    return s.astype("str").map(dict(zip(u, clean))).where(s.notna())
+    return map_uniques(s, _clean_one)
+
+
+def _summary(key_codes: np.ndarray, years: pd.Series | None, n: int) -> tuple[np.ndarray, list[str] | None]:
+    """Rows and year span of each key (codes 0..n-1)."""
+    rows = np.bincount(key_codes, minlength=n)
+    if years is None:
+        return rows, None
+    y = years.to_numpy()
+    lo = pd.Series(y).groupby(key_codes).min().reindex(range(n)).to_numpy()
+    hi = pd.Series(y).groupby(key_codes).max().reindex(range(n)).to_numpy()
+    return rows, [f"{a}-{b}" if a != b else f"{a}" for a, b in zip(lo, hi)]
 
 
 def industry_vintages(years: pd.Series, vintage: Any) -> pd.Series:
@@ -156,27 +170,33 @@ def industry_to_cic2(codes: pd.Series, vintages: pd.Series | int, *, years: pd.S
         ``split: code kept``, ``split: first listed``, ``majority of classes``, ``identity``);
         ``unlisted``: the codes not found.
     """
-    c = _clean_code(codes)
-    v = pd.Series(vintages, index=codes.index) if np.isscalar(vintages) else vintages.reindex(codes.index)
+    cidx, cuniq = factorize(codes)
+    clean = np.array([_clean_one(u) for u in cuniq], dtype=object)
+    v = np.full(len(codes), int(vintages), dtype=np.int64) if np.isscalar(vintages) else vintages.reindex(codes.index).to_numpy(dtype=np.int64)
+    vv, vidx = np.unique(v, return_inverse=True)
+    key = np.where(cidx < 0, -1, cidx * len(vv) + vidx)
+    kidx, kuniq = pd.factorize(key)
     conc = concordance()
     lookup = {(vt, code): (cic2, rule, alt) for vt, code, cic2, rule, alt in conc[["vintage", "code", "cic2", "rule", "alternatives"]].itertuples(index=False)}
-    key = pd.DataFrame({"code": c.to_numpy(dtype=object), "vintage": v.to_numpy()})
-    if years is not None:
-        key["year"] = years.to_numpy()
-    grp_cols = ["code", "vintage"]
-    uniq = key[grp_cols].drop_duplicates().reset_index(drop=True)
-    res = [lookup.get((int(vt), cd)) if isinstance(cd, str) else None for cd, vt in uniq.itertuples(index=False)]
-    uniq["cic2"] = pd.array([int(r[0]) if r else pd.NA for r in res], dtype="Int64")
-    uniq["rule"] = [r[1] if r else "not listed" for r in res]
-    uniq["alternatives"] = [r[2] if r else "" for r in res]
-    idx = pd.MultiIndex.from_frame(uniq[grp_cols]).get_indexer(pd.MultiIndex.from_frame(key[grp_cols]))
-    out = pd.Series(uniq["cic2"].to_numpy()[idx], index=codes.index, dtype="Int64")
-    counts = pd.Series(idx).value_counts().sort_index()
-    uniq["rows"] = counts.reindex(range(len(uniq))).fillna(0).astype(int).to_numpy()
-    if years is not None:
-        yr = key.assign(i=idx).groupby("i")["year"].agg(["min", "max"])
-        uniq["years"] = [f"{a}-{b}" if a != b else f"{a}" for a, b in zip(yr["min"].reindex(range(len(uniq))), yr["max"].reindex(range(len(uniq))))]
-    table = uniq.sort_values(["vintage", "code"], na_position="last").reset_index(drop=True)
+    rows_code, rows_vint, res = [], [], []
+    for k in kuniq:
+        if k < 0:
+            cd, vt = None, None
+        else:
+            cd, vt = clean[k // len(vv)], int(vv[k % len(vv)])
+        rows_code.append(cd)
+        rows_vint.append(vt)
+        res.append(lookup.get((vt, cd)) if cd is not None else None)
+    cic2 = np.array([int(r[0]) if r else -1 for r in res], dtype=np.int64)
+    out_vals = cic2[kidx]
+    out = pd.Series(pd.array(np.where(out_vals < 0, 0, out_vals), dtype="Int64"), index=codes.index).mask(out_vals < 0)
+    rows, spans = _summary(kidx, years, len(kuniq))
+    table = pd.DataFrame({"code": rows_code, "vintage": pd.array(rows_vint, dtype="Int64"), "cic2": pd.array(np.where(cic2 < 0, 0, cic2), dtype="Int64"),
+                          "rule": [r[1] if r else "not listed" for r in res], "alternatives": [r[2] if r else "" for r in res], "rows": rows})
+    table.loc[cic2 < 0, "cic2"] = pd.NA
+    if spans is not None:
+        table["years"] = spans
+    table = table.sort_values(["vintage", "code"], na_position="last").reset_index(drop=True)
     unlisted = table[table["cic2"].isna()].drop(columns=["cic2", "rule", "alternatives"]).reset_index(drop=True)
     return IndustryRecode(out, table, unlisted)
 
@@ -212,17 +232,15 @@ class OwnershipRecode:
     table: pd.DataFrame  #: registration type (and shareholder) -> ownership, rows
 
 
+def _registration_one(x: str) -> str | None:
+    t = re.sub(r"\.0+$", "", unicodedata.normalize("NFKC", str(x)).strip())
+    if re.fullmatch(r"\d{3}", t):
+        return t
+    return _REG_BY_NAME.get(t.replace("、", ""))
+
+
 def _registration_code(s: pd.Series) -> pd.Series:
-    u = pd.Series(pd.unique(s.dropna().astype(str)))
-
-    def one(x: str) -> str | None:
-        t = unicodedata.normalize("NFKC", x).strip()
-        t = re.sub(r"\.0+$", "", t)
-        if re.fullmatch(r"\d{3}", t):
-            return t
-        return _REG_BY_NAME.get(t.replace("、", ""))
-
-    return s.astype("str").map(dict(zip(u, u.map(one)))).where(s.notna())
+    return map_uniques(s, _registration_one)
 
 
 def ownership_from_registration(registration: pd.Series, shareholder: pd.Series | None = None) -> OwnershipRecode:
@@ -245,29 +263,50 @@ def ownership_from_registration(registration: pd.Series, shareholder: pd.Series 
         ``ownership`` (missing for codes outside 1xx-3xx, listed in ``table``), ``detail`` and
         ``table``.
     """
-    code = _registration_code(registration)
-    first = code.str[0]
-    detail = pd.Series(np.select([code.isin(STATE_CODES).to_numpy(), code.isin(["120", "142"]).to_numpy(), (first == "1").to_numpy(),
-                                  (first == "2").to_numpy(), (first == "3").to_numpy()],
-                                 ["state", "collective", "private", "hmt", "foreign"], default=""), index=registration.index)
-    detail = detail.where(detail != "")
-    cols = {"registration_type": registration.astype("str").where(registration.notna()), "code": code}
+    ridx, runiq = factorize(registration)
     if shareholder is not None:
-        sh = _clean_code(shareholder).str[0].map(SHAREHOLDER)
-        refined = detail.copy()
-        state = sh == "state"
-        refined[state] = "state"
-        other = (detail == "state") & sh.isin(["collective", "private", "hmt", "foreign"])
-        refined[other] = sh[other]
-        detail = refined
-        cols["shareholder"] = shareholder.astype("str").where(shareholder.notna())
-    ownership = detail.map(_CONTRACT)
-    cols["ownership"] = ownership
-    cols["detail"] = detail
-    t = pd.DataFrame(cols)
-    table = t.fillna({"registration_type": "(missing)"}).groupby(list(t.columns), dropna=False).size().rename("rows").reset_index()
+        sidx, suniq = factorize(shareholder.reindex(registration.index))
+    else:
+        sidx, suniq = np.full(len(registration), -1, dtype=np.int64), np.array([], dtype=object)
+    ns = len(suniq) + 1
+    key = (ridx + 1) * ns + (sidx + 1)
+    kidx, kuniq = pd.factorize(key)
+    regs, shs, codes, details = [], [], [], []
+    for k in kuniq:
+        r, sh = k // ns - 1, k % ns - 1
+        raw = runiq[r] if r >= 0 else None
+        code = _registration_one(raw) if raw is not None else None
+        if code is None:
+            det = None
+        elif code in STATE_CODES:
+            det = "state"
+        elif code in ("120", "142"):
+            det = "collective"
+        else:
+            det = {"1": "private", "2": "hmt", "3": "foreign"}.get(code[0])
+        shv = suniq[sh] if sh >= 0 else None
+        if shareholder is not None and shv is not None:
+            who = SHAREHOLDER.get(_clean_one(shv)[:1])
+            if who == "state":
+                det = "state"
+            elif det == "state" and who in ("collective", "private", "hmt", "foreign"):
+                det = who
+        regs.append(raw)
+        shs.append(shv)
+        codes.append(code)
+        details.append(det)
+    det_arr = np.array(details, dtype=object)
+    own_arr = np.array([_CONTRACT.get(x) if x else None for x in details], dtype=object)
+    ownership = take_str(own_arr, kidx, registration.index)
+    detail = take_str(det_arr, kidx, registration.index)
+    table = pd.DataFrame({"registration_type": [x if x is not None else "(missing)" for x in regs], "code": codes})
+    if shareholder is not None:
+        table["shareholder"] = shs
+    table["ownership"] = [_CONTRACT.get(x) if x else None for x in details]
+    table["detail"] = details
+    table["rows"] = np.bincount(kidx, minlength=len(kuniq))
     table["name"] = table["code"].map(REGISTRATION_TYPES)
-    return OwnershipRecode(ownership.astype("str").where(ownership.notna()), detail.astype("str").where(detail.notna()), table.sort_values("rows", ascending=False).reset_index(drop=True))
+    return OwnershipRecode(ownership, detail, table.sort_values("rows", ascending=False).reset_index(drop=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +319,14 @@ def county_table() -> pd.DataFrame:
     df["first_year"] = df["first_year"].astype(int)
     df["last_year"] = pd.to_numeric(df["last_year"].replace("", np.nan)).astype("Int64")
     return df
+
+
+@functools.cache
+def _county_records() -> dict[str, list[tuple[int, int | None, str, list[str]]]]:
+    tab: dict[str, list] = {}
+    for r in county_table().itertuples(index=False):
+        tab.setdefault(r.county_code, []).append((r.first_year, None if pd.isna(r.last_year) else int(r.last_year), r.status, [x for x in r.successors.split(";") if x]))
+    return tab
 
 
 @functools.cache
@@ -333,25 +380,33 @@ def county_to_vintage(codes: pd.Series, years: pd.Series, *, vintage: int = 2023
     """
     if split not in ("first", "drop"):
         raise ParameterError(f"data.county.split must be 'first' or 'drop', not {split!r}")
-    tab: dict[str, list] = {}
-    for r in county_table().itertuples(index=False):
-        tab.setdefault(r.county_code, []).append((r.first_year, None if pd.isna(r.last_year) else int(r.last_year), r.status, [s for s in r.successors.split(";") if s]))
+    tab = _county_records()
     stat = _statistical_codes()
-    text = codes.astype("str").where(codes.notna()).str.strip()
+    cidx, cuniq = factorize(codes)
+    text = [unicodedata.normalize("NFKC", str(u)).strip() for u in cuniq]
+    n_long = 0
+    counts = np.bincount(cidx[cidx >= 0], minlength=len(cuniq))
+    for i, t in enumerate(text):
+        if len(t) in (9, 12) and t.isdigit():
+            text[i] = t[:6]
+            n_long += int(counts[i])
     notes = []
-    long = text.str.len().isin([9, 12]) & text.str.fullmatch(r"\d+").fillna(False)
-    if long.any():
-        notes.append(f"{int(long.sum()):,} county codes had 9 or 12 digits (township codes): their first six digits are used")
-        text = text.where(~long, text.str[:6])
-    key = pd.DataFrame({"code": text.to_numpy(dtype=object), "year": years.to_numpy()})
-    uniq = key.drop_duplicates().reset_index(drop=True)
+    if n_long:
+        notes.append(f"{n_long:,} county codes had 9 or 12 digits (township codes): their first six digits are used")
+    y = years.to_numpy(dtype=np.int64)
+    y0 = int(y.min()) if len(y) else 0
+    span = int(y.max()) - y0 + 1 if len(y) else 1
+    key = np.where(cidx < 0, -1, cidx * span + (y - y0))
+    kidx, kuniq = pd.factorize(key)
+    code_of = [text[k // span] if k >= 0 else None for k in kuniq]
+    year_of = [int(k % span + y0) if k >= 0 else None for k in kuniq]
     new, rule = [], []
-    for code, year in uniq.itertuples(index=False):
-        if not isinstance(code, str) or not re.fullmatch(r"\d{6}", code):
+    for code, year in zip(code_of, year_of):
+        if code is None or not re.fullmatch(r"\d{6}", code):
             new.append(None)
             rule.append("not a 6-digit code")
             continue
-        rec = _record(code, int(year), tab)
+        rec = _record(code, year, tab)
         if rec is None:
             new.append(code if code in stat else None)
             rule.append("NBS statistical code" if code in stat else "unknown")
@@ -373,18 +428,15 @@ def county_to_vintage(codes: pd.Series, years: pd.Series, *, vintage: int = 2023
             steps += 1
         new.append(cur)
         rule.append(why)
-    uniq["new_code"] = new
-    uniq["rule"] = rule
-    idx = pd.MultiIndex.from_frame(uniq[["code", "year"]]).get_indexer(pd.MultiIndex.from_frame(key[["code", "year"]]))
-    out = pd.Series(np.asarray(uniq["new_code"].to_numpy(dtype=object))[idx], index=codes.index, dtype="str")
-    uniq["rows"] = pd.Series(idx).value_counts().reindex(range(len(uniq))).fillna(0).astype(int).to_numpy()
+    out = take_str(new, kidx, codes.index)
+    uniq = pd.DataFrame({"code": code_of, "year": year_of, "new_code": new, "rule": rule, "rows": np.bincount(kidx[kidx >= 0], minlength=len(kuniq)) if len(kuniq) else []})
     agg = uniq.groupby(["code", "new_code", "rule"], dropna=False).agg(rows=("rows", "sum"), first_year=("year", "min"), last_year=("year", "max")).reset_index()
     changes = agg[(agg["new_code"] != agg["code"]) & agg["new_code"].notna()].reset_index(drop=True)
     unknown = agg[agg["new_code"].isna() & ~agg["rule"].str.endswith("dropped")].drop(columns="new_code").reset_index(drop=True)
     splits = agg[agg["rule"].str.startswith("split")]
     if len(splits):
         notes.append(f"{int(splits['rows'].sum()):,} rows in {len(splits)} county codes that were split among several successors ({split})")
-    return CountyRecode(out.where(out.notna()), changes, unknown.sort_values("rows", ascending=False).reset_index(drop=True), notes)
+    return CountyRecode(out, changes, unknown.sort_values("rows", ascending=False).reset_index(drop=True), notes)
 
 
 @functools.cache
@@ -394,9 +446,13 @@ def _provinces() -> pd.DataFrame:
 
 def province_of(county: pd.Series) -> pd.DataFrame:
     """``province`` (English name, as in the contract) and ``region`` (east / central / west) from county codes."""
-    p = _provinces().set_index("province_code")
-    two = county.astype("str").str[:2]
-    return pd.DataFrame({"province": two.map(p["province_en"]), "region": two.map(p["region"])}, index=county.index)
+    p = _provinces()
+    two = pd.to_numeric(county, errors="coerce").to_numpy(dtype=float) // 10_000
+    idx, uniq = pd.factorize(two)
+    by = {int(c): (n, r) for c, n, r in zip(p["province_code"].astype(int), p["province_en"], p["region"])}
+    names = np.array([by.get(int(u), (None, None))[0] if np.isfinite(u) else None for u in uniq], dtype=object)
+    regions = np.array([by.get(int(u), (None, None))[1] if np.isfinite(u) else None for u in uniq], dtype=object)
+    return pd.DataFrame({"province": take_str(names, idx, county.index), "region": take_str(regions, idx, county.index)}, index=county.index)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,11 +498,13 @@ def money_check(df: pd.DataFrame, column: str, unit: str, *, labor: str = "labor
     (ten thousand); the bands of :data:`PER_WORKER` and :data:`LEVEL` are wide enough for any
     year of the surveys and narrow enough to catch the factor of 1,000.
     """
-    x = df[column]
-    ok = x.notna() & (x > 0)
+    x = df[column].to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(x) & (x > 0)
     if labor in df and column in PER_WORKER:
-        lab = df[labor]
-        ok &= lab.notna() & (lab > 0)
+        lab = df[labor].to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            ok &= np.isfinite(lab) & (lab > 0)
         if ok.sum() < 20:
             return None
         med = float(np.median(x[ok] / lab[ok]))
