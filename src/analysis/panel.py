@@ -45,6 +45,7 @@ from analysis.domain import (
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
 from analysis.simulate import simulate_world
+from analysis.sources import clusters as cl
 from analysis.sources.attrition import SourceLog, read_source_log
 from analysis.sources.firms import cluster_match_problem, read_firms
 from analysis.sources.read import SourceError
@@ -72,8 +73,9 @@ def assign_clusters(
     *,
     late_month: int,
     last_year: int,
+    definition: str = "cell",
 ) -> pd.DataFrame:
-    """Merge firms to certified clusters on (county_code, industry_code); set timing columns.
+    """Place firms in certified clusters (by default on county_code x industry_code); set timing columns.
 
     Parameters
     ----------
@@ -87,6 +89,9 @@ def assign_clusters(
     last_year
         Last data year: firms first treated after it get ``cohort = 0`` (not yet treated within
         the data) and keep their ``batch``.
+    definition
+        Who is a member (``data.treatment``): ``cell``, ``core4``, ``county`` or ``related``,
+        see :func:`analysis.sources.clusters.membership`. ``core4`` adds ``treatment_unclear``.
 
     Returns
     -------
@@ -103,18 +108,24 @@ def assign_clusters(
     missing = [c for c in need if c not in clusters.columns]
     if missing:
         raise PanelError(f"cluster list lacks column(s) {missing}; it has {list(clusters.columns)}")
-    dup = clusters.duplicated(["county_code", "industry_code"], keep=False)
+    dup = clusters["industry_code"].notna() & clusters.duplicated(["county_code", "industry_code"], keep=False)
     if dup.any():
         raise PanelError(f"cluster list certifies the same county x industry cell twice:\n{clusters.loc[dup, need].to_string()}")
     c = clusters[need].copy()
     c["cohort"] = [cohort_from_date(d, late_month) for d in c["announced"]]
     c["cohort"] = c["cohort"].where(~late_cohorts(c["cohort"], last_year), NEVER_TREATED)
-    out = firms.drop(columns=[x for x in ("cluster_id", "batch", "cohort") if x in firms.columns])
-    out = out.merge(c.drop(columns="announced"), on=["county_code", "industry_code"], how="left", validate="many_to_one")
-    out["cluster_id"] = out["cluster_id"].astype("string")
-    out["batch"] = out["batch"].astype("Int64")
-    out["cohort"] = out["cohort"].fillna(0).astype(np.int64)
-    return out
+    try:
+        m = cl.membership(firms, clusters, definition)
+    except cl.ClusterListError as err:
+        raise PanelError(str(err)) from None
+    info = c.set_index(c["cluster_id"].astype(str))
+    out = firms.drop(columns=[x for x in ("cluster_id", "batch", "cohort", "treatment_unclear") if x in firms.columns])
+    out["cluster_id"] = m["cluster_id"].array
+    out["batch"] = out["cluster_id"].map(info["batch"]).astype("Int64")
+    out["cohort"] = out["cluster_id"].map(info["cohort"]).fillna(NEVER_TREATED).astype(np.int64)
+    if definition == "core4":
+        out["treatment_unclear"] = m["unclear"].to_numpy()
+    return out[[*[x for x in firms.columns if x in out.columns], *[x for x in out.columns if x not in firms.columns]]]
 
 
 def event_time(df: pd.DataFrame, *, time: str = "year", cohort: str = "cohort") -> pd.Series:
@@ -192,16 +203,38 @@ def _raw_panel(params: Mapping[str, Any], log: SourceLog) -> pd.DataFrame:
     log.facts.update(flog.facts)
     clusters = read_clusters(_resolve(d["raw_clusters"]))
     years = (int(firms["year"].min()), int(firms["year"].max()))
+    last = years[1]
     check_cohorts(clusters, years, late_month=d["late_month"], log=log)
-    problem = cluster_match_problem(firms, clusters)
-    if problem:
+    out = assign_clusters(firms, clusters, late_month=d["late_month"], last_year=last, definition=d["treatment"])
+    if out["cluster_id"].isna().all():
+        problem = cluster_match_problem(firms, clusters) or (
+            f"no firm matched to any certified cluster under data.treatment: {d['treatment']} (the county x industry cells do meet; "
+            "check the definition's columns, e.g. industry_code4 for core4)"
+        )
         raise SourceError(f"{_resolve(d['raw_firms'])} and {_resolve(d['raw_clusters'])}: {problem}")
-    panel = assign_clusters(firms, clusters, late_month=d["late_month"], last_year=years[1])
-    members = panel["cluster_id"].notna()
-    log.step("clusters", "assign_clusters", len(firms), len(panel),
-             f"{int(members.sum()):,} firm-years of {panel.loc[members, 'firm_id'].nunique():,} firms in {panel.loc[members, 'cluster_id'].nunique()} of "
-             f"the {len(clusters)} certified clusters (matched on county x industry)")
-    return panel
+    members = out["cluster_id"].notna()
+    log.step("clusters", "assign_clusters", len(firms), len(out),
+             f"{int(members.sum()):,} firm-years of {out.loc[members, 'firm_id'].nunique():,} firms in {out.loc[members, 'cluster_id'].nunique()} of "
+             f"the {len(clusters)} certified clusters (data.treatment: {d['treatment']})")
+    coverage = read_table(_resolve(d["clusters_coverage"])) if d.get("clusters_coverage") else None
+    policy = d["clusters_incomplete_controls"]
+    n_in = len(out)
+    out, counties = cl.control_sample(out, clusters, complete=d["clusters_complete"], coverage=coverage, policy=policy, late_month=d["late_month"], last_year=last)
+    n = int(counties["n_dropped"].sum()) if policy == "drop" else int(out["control_unverified"].sum())
+    if n:
+        what = "dropped" if policy == "drop" else "kept, flagged control_unverified"
+        note = f"{n:,} firm-years outside the listed clusters in counties the incomplete list cannot vouch for were {what} (data.clusters_incomplete_controls)"
+        print(f"note: {note}", file=sys.stderr)
+        log.notice("clusters", note, rows=n)
+    log.step("clusters", "control_sample", n_in, len(out), "never-treated controls only where the cluster list is known complete" if not d["clusters_complete"] else "the cluster list is complete (data.clusters_complete): every firm outside it is a control")
+    if out.empty:
+        raise PanelError(
+            f"no firm-year is left: none is in a listed cluster of {d['raw_clusters']} and none in a province whose list is known complete "
+            "(data.clusters_complete: false, data.clusters_incomplete_controls: drop); supply the full list and set clusters_complete: true, or use warn"
+        )
+    provincial = cl.as_assignment(read_table(_resolve(d["raw_provincial_clusters"]))) if d.get("raw_provincial_clusters") else None
+    out = out.assign(provincial_cluster=cl.provincial_flag(out, provincial))
+    return _link_records(out, d) if d.get("raw_applications") or d.get("raw_emissions") else out
 
 
 def read_clusters(path: Path) -> pd.DataFrame:
@@ -213,6 +246,8 @@ def read_clusters(path: Path) -> pd.DataFrame:
         If a column is missing or a county or industry code is not a whole number, naming the rows.
     """
     clusters = read_table(path)
+    if "industry_cic2" in clusters.columns:  # the format of data/external/clusters_national.csv
+        return cl.as_assignment(clusters)
     need = ["cluster_id", "county_code", "industry_code", "batch", "announced"]
     missing = [c for c in need if c not in clusters.columns]
     if missing:
@@ -223,7 +258,7 @@ def read_clusters(path: Path) -> pd.DataFrame:
         if bad.any():
             raise SourceError(f"{path}: column '{c}' must hold whole numbers (county: 6-digit GB/T 2260, industry: 2-digit CIC 2017); rows {list(clusters.index[bad][:5])}: {clusters.loc[bad, c].head(5).tolist()}")
         clusters[c] = v.astype(np.int64)
-    return clusters
+    return cl.as_assignment(clusters)
 
 
 def check_cohorts(clusters: pd.DataFrame, years: tuple[int, int], *, late_month: int, log: SourceLog | None = None) -> None:
@@ -255,6 +290,34 @@ def check_cohorts(clusters: pd.DataFrame, years: tuple[int, int], *, late_month:
                  "their firms are coded not yet treated (cohort 0) and keep their batch")
 
 
+def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
+    """Patent applications (``data.raw_applications``) and pollution records (``data.raw_emissions``)
+    linked to the panel's firms by name (``analysis.sources.patents`` / ``emissions``); their counts
+    and tonnes replace the panel's columns. The firm file needs ``firm_name`` (``former_names``,
+    ``county_name`` help)."""
+    from analysis.sources import emissions as em
+    from analysis.sources import patents as pt
+
+    if "firm_name" not in panel.columns:
+        raise ParameterError(f"data.raw_applications / data.raw_emissions are linked by firm name: {d['raw_firms']} needs a column firm_name (map it with data.rename)")
+    keep = [c for c in ("firm_id", "firm_name", "former_names", "county_code", "county_name") if c in panel.columns]
+    firms = panel[keep].drop_duplicates(["firm_id", "firm_name"], keep="last")
+    if d.get("raw_applications"):
+        if d["patent_counting"] != "whole":
+            raise ParameterError(
+                f"data.patent_counting: {d['patent_counting']!r} gives shares of co-applications, but the panel's patents_* are whole counts "
+                "(data contract, analysis.schema); use whole counting for the panel, fractional counts with analysis.sources.patents.link_patents"
+            )
+        res = pt.link_patents(pt.read_applications(_resolve(d["raw_applications"])), firms, counting=d["patent_counting"])
+        print(f"note: patent applications ({d['patent_counting']} counting): {res.report.share_linked:.1%} linked", file=sys.stderr)
+        panel = res.to_panel(panel)
+    if d.get("raw_emissions"):
+        res = em.link_emissions(em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units")), firms)
+        print(f"note: pollution records: {res.report.share_linked:.1%} linked", file=sys.stderr)
+        panel = res.to_panel(panel)
+    return panel
+
+
 def _resolve(path: str | Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else ROOT / p
@@ -279,17 +342,29 @@ def build_panel(params: Mapping[str, Any], *, log: SourceLog | None = None) -> t
         The panel with outcome columns added, and the :class:`~analysis.simulate.World` (or
         ``None`` for real data).
     """
-    source = params["data"]["source"]
+    source, d = params["data"]["source"], params["data"]
     log = SourceLog() if log is None else log
+    if d.get("treatment", "cell") not in cl.DEFINITIONS:
+        raise ParameterError(f"data.treatment must be one of {list(cl.DEFINITIONS)}, not {d.get('treatment')!r}")
     if source == "synthetic":
-        world = simulate_world(params)
-        firms = world.panel
+        world = simulate_world(params)  # its list is complete: every unlisted firm is a never-treated control
+        cert, years = world.params["certification"], world.params["years"]
+        firms = assign_clusters(world.panel, world.clusters, late_month=cert["late_month"], last_year=years[1], definition=d.get("treatment", "cell"))
+        firms["provincial_cluster"] = False
         log.step("simulate", "synthetic world", 0, len(firms), "the synthetic world of the parameter set (analysis.simulate); no raw files")
     elif source == "raw":
         world = None
         firms = _raw_panel(params, log)
     else:
         raise ParameterError(f"data.source must be 'synthetic' or 'raw', not {source!r}")
+    if "treatment_unclear" in firms:  # core4: firms the definition cannot place are neither members nor controls
+        n = len(firms)
+        firms = firms[~firms.pop("treatment_unclear").to_numpy(dtype=bool)]
+        log.step("clusters", "treatment_unclear", n, len(firms), "firms the core4 definition cannot place (neither members nor controls)")
+    if d.get("drop_provincial_clusters", False):  # robustness sample: no provincially certified firms among the controls
+        n = len(firms)
+        firms = firms[~(firms["provincial_cluster"].to_numpy(dtype=bool) & firms["cluster_id"].isna().to_numpy())]
+        log.step("clusters", "drop_provincial_clusters", n, len(firms), "firms of provincial clusters outside the national ones (data.drop_provincial_clusters)")
     validate_panel(firms, source=str(params["data"].get("raw_firms", "synthetic world")) if source == "raw" else "panel")
     panel = add_outcomes(firms)
     return panel, world

@@ -63,6 +63,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("cluster_id", "str", "-", "certified cluster the firm belongs to (missing if none)", "MIIT lists matched on county and leading industry", False),
     Column("batch", "int", "year", "certification batch of the firm's cluster (2022-2025; missing if none)", "MIIT notices", False),
     Column("cohort", "cohort", "year", "first treated year; 0 for never certified within the data years", "batch announcement date and the first-treated-year rule", True),
+    Column("provincial_cluster", "bool", "-", "the firm's county x industry cell holds a provincially certified cluster (a competing treatment)", "provincial lists, data/external/clusters_provincial.csv", False),
+    Column("control_unverified", "bool", "-", "outside every listed cluster in a county the incomplete list cannot vouch for (kept with data.clusters_incomplete_controls: warn)", "data/external/clusters_coverage.csv", False),
     Column("ownership", "str", "-", "SOE / private / foreign (incl. Hong Kong, Macau, Taiwan)", "ASIF registration type (登记注册类型)", False),
     Column("founding_year", "int", "year", "year the firm was founded", "ASIF 开业年份", False),
     Column("output", "float", "thousand yuan", "gross industrial output", "ASIF 工业总产值", False, positive=True),
