@@ -300,6 +300,14 @@ def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
 
     if "firm_name" not in panel.columns:
         raise ParameterError(f"data.raw_applications / data.raw_emissions are linked by firm name: {d['raw_firms']} needs a column firm_name (map it with data.rename)")
+    # the linkage joins on integer firm ids; the front door keeps legal-unit codes as text: link on
+    # integer codes of the panel's ids and put the text back afterwards
+    text_ids = not pd.api.types.is_integer_dtype(panel["firm_id"])
+    if text_ids:
+        codes, uniq = pd.factorize(panel["firm_id"])
+        numeric = pd.to_numeric(pd.Series(uniq), errors="coerce")
+        by_number = dict(zip(numeric.astype("Int64"), range(len(uniq)))) if numeric.notna().all() and numeric.is_unique else None
+        panel = panel.assign(firm_id=codes.astype(np.int64))
     keep = [c for c in ("firm_id", "firm_name", "former_names", "county_code", "county_name") if c in panel.columns]
     firms = panel[keep].drop_duplicates(["firm_id", "firm_name"], keep="last")
     if d.get("raw_applications"):
@@ -312,9 +320,15 @@ def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
         print(f"note: patent applications ({d['patent_counting']} counting): {res.report.share_linked:.1%} linked", file=sys.stderr)
         panel = res.to_panel(panel)
     if d.get("raw_emissions"):
-        res = em.link_emissions(em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units")), firms)
+        records = em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units"))
+        if text_ids and records["firm_id"].notna().any():
+            # the records' ids (read as numbers) are the panel's codes without their leading zeros
+            records["firm_id"] = records["firm_id"].map(by_number).astype("Int64") if by_number is not None else pd.array([pd.NA] * len(records), dtype="Int64")
+        res = em.link_emissions(records, firms)
         print(f"note: pollution records: {res.report.share_linked:.1%} linked", file=sys.stderr)
         panel = res.to_panel(panel)
+    if text_ids:
+        panel["firm_id"] = pd.Series(np.asarray(uniq, dtype=object)[panel["firm_id"].to_numpy()], index=panel.index, dtype="str")
     return panel
 
 

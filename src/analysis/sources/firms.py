@@ -75,7 +75,7 @@ _REQUIRED = (UNIT, TIME, COUNTY, INDUSTRY)
 _INT_FIELDS = ("founding_year", "founding_month", "patents_invention", "patents_utility", "patents_design")
 _KEEP = ("firm_id", "year", "province", "region", "county_code", "industry_code", "ownership", "founding_year", "output", "value_added", "capital",
          "labor", "materials", "investment", "patents_invention", "patents_utility", "patents_design", "reports_emissions", "so2", "cod", "co2", "sme",
-         "ownership_detail", "firm_name", "firm_id_raw", "industry_code_raw", "county_code_raw", "net_fixed_assets")
+         "ownership_detail", "firm_name", "former_names", "county_name", "firm_id_raw", "industry_code_raw", "county_code_raw", "net_fixed_assets")
 _MAX_EX = 5
 
 

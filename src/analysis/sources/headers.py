@@ -41,6 +41,8 @@ __all__ = ["ASIF_HEADERS", "FIELDS", "MONEY_FIELDS", "TEXT_FIELDS", "UNIT_SUFFIX
 FIELDS: dict[str, str] = {
     "firm_id": "legal-unit code (法人代码) or another firm identifier",
     "firm_name": "firm name",
+    "former_names": "former firm names (';'-separated), for linking patents and pollution records",
+    "county_name": "county name, for linking records by address",
     "year": "survey year",
     "county_code": "6-digit administrative code (GB/T 2260) of the firm's county",
     "industry_code": "industry code (CIC, GB/T 4754; 2, 3 or 4 digits)",
@@ -77,7 +79,7 @@ FIELDS: dict[str, str] = {
     "co2": "CO2 emitted, tonnes",
 }
 #: fields read as text (identifiers and codes keep their leading zeros)
-TEXT_FIELDS = frozenset({"firm_id", "firm_name", "county_code", "industry_code", "registration_type", "controlling_shareholder",
+TEXT_FIELDS = frozenset({"firm_id", "firm_name", "former_names", "county_name", "county_code", "industry_code", "registration_type", "controlling_shareholder",
                          "legal_rep", "phone", "area_code", "town", "main_product"})
 #: fields read as categories (Stata value labels applied)
 LABEL_FIELDS = frozenset({"ownership", "province"})
@@ -89,6 +91,8 @@ MONEY_FIELDS = ("output", "value_added", "capital", "fixed_assets_original", "fi
 ASIF_HEADERS: dict[str, tuple[str, ...]] = {
     "firm_id": ("法人代码", "法人单位代码", "组织机构代码", "企业代码", "法人码", "frdm"),
     "firm_name": ("法人单位名称", "单位名称", "企业名称", "单位详细名称", "详细名称"),
+    "former_names": ("曾用名", "企业曾用名"),
+    "county_name": ("区县名称", "县区名称"),
     "year": ("年份", "年度", "年", "year"),
     "county_code": ("行政区划代码", "行政区划", "区划代码", "地区代码", "省地县码", "县代码", "区县代码", "所在地区代码", "地址代码"),
     "industry_code": ("行业代码", "国民经济行业代码", "国民经济行业分类代码", "行业小类代码", "行业类别代码", "四位数行业代码", "行业小类"),
