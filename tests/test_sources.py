@@ -147,6 +147,7 @@ def test_industry_codes_follow_the_official_correspondence():
     vint = pd.Series([2011, 2017, 2002, 2002, 2011, 2011, 2017, 2002])
     rec = industry_to_cic2(codes, vint)
     assert rec.codes.tolist() == [33, 31, 36, 39, 26, 26, 26, 37]
+    assert rec.codes4.tolist()[:2] == [3391, 3130] and rec.codes4.iloc[5:].isna().all()  # the 2017 class (for data.treatment: core4); none for 2- and 3-digit codes
     assert rec.table.set_index(["code", "vintage"]).loc[("37", 2002), "alternatives"] == "33;36;81"  # 2002 division 37 split: automobiles to 36
 
 

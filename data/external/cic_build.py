@@ -13,7 +13,9 @@ Two steps, both run with ``python data/external/cic_build.py``:
 
 ``cic_concordance.csv`` has one row per code of each vintage (2002, 2011, 2017) and level (2, 3 or
 4 digits) with the 2-digit GB/T 4754-2017 industry it belongs to (``cic2``), the other 2-digit
-industries some of its parts moved to (``alternatives``) and the ``rule`` that chose ``cic2``:
+industries some of its parts moved to (``alternatives``), the ``rule`` that chose ``cic2``, and for
+4-digit classes the GB/T 4754-2017 class its firms are assigned to (``cic4``: the successor that
+keeps the code, else the first listed, followed through 2011 for a 2002 class):
 
 - ``identity``: a 2017 code (its first two digits);
 - ``unique``: every successor class lies in one 2-digit industry;
@@ -83,20 +85,25 @@ def build(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
     s11 = _successors(pairs, "2011", "2017")
     codes17 = sorted({c for ts in s11.values() for c in ts})
     four: dict[str, dict[str, tuple[str, set[str], str]]] = {"2017": {}, "2011": {}, "2002": {}}
+    cic4: dict[tuple[str, str], str] = {}  # the 2017 class a code's firms are assigned to
     for c in codes17:
         four["2017"][c] = (c[:2], set(), "identity")
+        cic4[("2017", c)] = c
     for c, ts in sorted(s11.items()):
         two = {t[:2] for t in ts}
+        main, rule = _main_successor(c, ts) if len(ts) > 1 else (ts[0], "unique")
+        cic4[("2011", c)] = main
         if len(two) == 1:
             four["2011"][c] = (ts[0][:2], set(), "unique")
         else:
-            main, rule = _main_successor(c, ts)
             four["2011"][c] = (main[:2], two - {main[:2]}, rule)
     for c, ts in sorted(s02.items()):
         reach = [t17 for t in ts for t17 in s11.get(t, [])]
         two = {t[:2] for t in reach}
         if not reach:
             raise ValueError(f"2002 class {c} reaches no 2017 class")
+        m11_any = _main_successor(c, ts)[0] if len(ts) > 1 else ts[0]
+        cic4[("2002", c)] = cic4[("2011", m11_any)]
         if len(two) == 1:
             four["2002"][c] = (reach[0][:2], set(), "unique")
         else:
@@ -110,7 +117,7 @@ def build(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
     rows = []
     for vintage in ("2002", "2011", "2017"):
         for c, (cic2, alt, rule) in sorted(four[vintage].items()):
-            rows.append({"vintage": vintage, "level": "4", "code": c, "cic2": cic2, "alternatives": ";".join(sorted(alt)), "rule": rule})
+            rows.append({"vintage": vintage, "level": "4", "code": c, "cic2": cic2, "alternatives": ";".join(sorted(alt)), "rule": rule, "cic4": cic4[(vintage, c)]})
         for level in (3, 2):
             groups: dict[str, Counter] = defaultdict(Counter)
             for c, (cic2, _alt, _rule) in four[vintage].items():
@@ -120,7 +127,7 @@ def build(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
                 cic2 = ranked[0][0]
                 rule = "identity" if (vintage == "2017" and level == 2) else ("unique" if len(counts) == 1 else "majority of classes")
                 rows.append({"vintage": vintage, "level": str(level), "code": g, "cic2": cic2,
-                             "alternatives": ";".join(sorted(set(counts) - {cic2})), "rule": rule})
+                             "alternatives": ";".join(sorted(set(counts) - {cic2})), "rule": rule, "cic4": ""})
     return rows
 
 

@@ -75,7 +75,7 @@ _REQUIRED = (UNIT, TIME, COUNTY, INDUSTRY)
 _INT_FIELDS = ("founding_year", "founding_month", "patents_invention", "patents_utility", "patents_design")
 _KEEP = ("firm_id", "year", "province", "region", "county_code", "industry_code", "ownership", "founding_year", "output", "value_added", "capital",
          "labor", "materials", "investment", "patents_invention", "patents_utility", "patents_design", "reports_emissions", "so2", "cod", "co2", "sme",
-         "ownership_detail", "firm_name", "former_names", "county_name", "firm_id_raw", "industry_code_raw", "county_code_raw", "net_fixed_assets")
+         "ownership_detail", "firm_name", "former_names", "county_name", "firm_id_raw", "industry_code_raw", "industry_code4", "county_code_raw", "net_fixed_assets")
 _MAX_EX = 5
 
 
@@ -430,7 +430,10 @@ def _industry(df: pd.DataFrame, opt: Mapping[str, Any], log: SourceLog) -> pd.Da
             )
         log.notice("industry", f"{int(unlisted.sum()):,} firm-years with industry codes the concordance does not list dropped: {top['code'].tolist()}", rows=int(unlisted.sum()))
     df["industry_code"] = rec.codes
-    df = df.loc[~unlisted]
+    if rec.codes4 is not None and rec.codes4.notna().any():
+        df["industry_code4"] = rec.codes4  # the firm's GB/T 4754-2017 class (data.treatment: core4)
+    if unlisted.any():
+        df = df.loc[~unlisted]
     split = rec.table[rec.table["rule"].str.startswith("split") & (rec.table["rows"] > 0)]
     if len(split):
         log.notice("industry", f"{int(split['rows'].sum()):,} firm-years in {len(split)} classes split across 2-digit industries by a later GB/T 4754: "

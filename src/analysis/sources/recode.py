@@ -97,6 +97,7 @@ class IndustryRecode:
     codes: pd.Series  #: 2-digit GB/T 4754-2017 industry (Int64; missing where the code is not listed)
     table: pd.DataFrame  #: every (code, vintage) seen: cic2, rule, alternatives, rows, years
     unlisted: pd.DataFrame  #: codes the concordance does not list: code, vintage, rows, years, example rows
+    codes4: pd.Series | None = None  #: 4-digit GB/T 4754-2017 class (Int64) where the code is a 4-digit class
 
 
 def _clean_one(x: str) -> str:
@@ -177,7 +178,7 @@ def industry_to_cic2(codes: pd.Series, vintages: pd.Series | int, *, years: pd.S
     key = np.where(cidx < 0, -1, cidx * len(vv) + vidx)
     kidx, kuniq = pd.factorize(key)
     conc = concordance()
-    lookup = {(vt, code): (cic2, rule, alt) for vt, code, cic2, rule, alt in conc[["vintage", "code", "cic2", "rule", "alternatives"]].itertuples(index=False)}
+    lookup = {(vt, code): (cic2, rule, alt, c4) for vt, code, cic2, rule, alt, c4 in conc[["vintage", "code", "cic2", "rule", "alternatives", "cic4"]].itertuples(index=False)}
     rows_code, rows_vint, res = [], [], []
     for k in kuniq:
         if k < 0:
@@ -190,6 +191,8 @@ def industry_to_cic2(codes: pd.Series, vintages: pd.Series | int, *, years: pd.S
     cic2 = np.array([int(r[0]) if r else -1 for r in res], dtype=np.int64)
     out_vals = cic2[kidx]
     out = pd.Series(pd.array(np.where(out_vals < 0, 0, out_vals), dtype="Int64"), index=codes.index).mask(out_vals < 0)
+    c4 = np.array([int(r[3]) if r and r[3] else -1 for r in res], dtype=np.int64)[kidx]
+    out4 = pd.Series(pd.array(np.where(c4 < 0, 0, c4), dtype="Int64"), index=codes.index).mask(c4 < 0)
     rows, spans = _summary(kidx, years, len(kuniq))
     table = pd.DataFrame({"code": rows_code, "vintage": pd.array(rows_vint, dtype="Int64"), "cic2": pd.array(np.where(cic2 < 0, 0, cic2), dtype="Int64"),
                           "rule": [r[1] if r else "not listed" for r in res], "alternatives": [r[2] if r else "" for r in res], "rows": rows})
@@ -198,7 +201,7 @@ def industry_to_cic2(codes: pd.Series, vintages: pd.Series | int, *, years: pd.S
         table["years"] = spans
     table = table.sort_values(["vintage", "code"], na_position="last").reset_index(drop=True)
     unlisted = table[table["cic2"].isna()].drop(columns=["cic2", "rule", "alternatives"]).reset_index(drop=True)
-    return IndustryRecode(out, table, unlisted)
+    return IndustryRecode(out, table, unlisted, out4)
 
 
 # --------------------------------------------------------------------------------------------
