@@ -268,7 +268,8 @@ def test_bvz_linking_follows_a_code_change_by_name_and_keeps_keys_unique():
     assert res.ids.iloc[4] != res.ids.iloc[3]  # 同名厂: in 2011 two firms share the name, so B1 -> B2 is not linked
     assert res.ids.iloc[7] == res.ids.iloc[8] == "D1"
     steps = res.matches.set_index(["year", "firm_id"])["step"]
-    assert steps[(2011, "A1")] == "name" and steps[(2010, "A1")] == "id"
+    assert steps[(2011, "A1")] == "name" and (2010, "A1") not in steps.index  # links on an unchanged code are only counted
+    assert res.summary.groupby("step")["links"].sum()["id"] == 2  # A1 2010-2011 and D1 2010-2012 (across the gap)
 
 
 def test_cleaning_rules_drop_what_they_say_and_are_listed_when_off():

@@ -586,12 +586,11 @@ def _link(df: pd.DataFrame, d: Mapping[str, Any], log: SourceLog) -> pd.DataFram
     n = len(df)
     steps = list(d.get("link_steps") or ["id", "name", "legal_rep", "phone", "founding"])
     res = link_firms(df, steps=steps, max_gap=int(d.get("link_max_gap", 2)))
-    df = df.copy()
     df["firm_id_raw"] = df["firm_id"]
     df["firm_id"] = res.ids.to_numpy()
     log.table("links", res.matches)
     log.table("links_summary", res.summary.groupby("step", sort=False)["links"].sum().reset_index())
-    changed = res.matches[res.matches["firm_id"] != res.matches["next_firm_id"]]
+    changed = res.matches[res.matches["firm_id"].ne(res.matches["next_firm_id"]).to_numpy(dtype=bool)]
     by = res.summary.groupby("step", sort=False)["links"].sum().to_dict()
     skipped = [s for s in steps if s not in by]
     log.step("link", "link_firms", n, n, f"BVZ sequential matching: links by step {by}{f' (skipped, no columns: {skipped})' if skipped else ''}; {len(changed):,} links across an identifier change; "

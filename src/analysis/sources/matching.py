@@ -24,8 +24,10 @@ Examples
 >>> df = pd.DataFrame({"year": [2010, 2011, 2012], "firm_id": ["000000417", "000000417", "91330100X"],
 ...                    "firm_name": ["华星电子有限公司", "华星电子有限公司", "华星电子有限责任公司"]})
 >>> res = link_firms(df)
->>> res.ids.tolist(), res.matches["step"].tolist()
-(['000000417', '000000417', '000000417'], ['id', 'name'])
+>>> res.ids.tolist(), res.matches[["year", "firm_id", "next_firm_id", "step"]].values.tolist()
+(['000000417', '000000417', '000000417'], [[2011, '000000417', '91330100X', 'name']])
+>>> res.summary.groupby("step")["links"].sum().to_dict()
+{'id': 1, 'name': 1}
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from analysis.sources import _vector as V
 from analysis.sources.names import normalize_name
 
 __all__ = ["STEPS", "LinkResult", "link_firms"]
@@ -54,7 +58,7 @@ class LinkResult:
     """Result of :func:`link_firms`."""
 
     ids: pd.Series  #: the linked firm identifier of every row
-    matches: pd.DataFrame  #: one row per link: year, firm_id, next_year, next_firm_id, step, linked_id
+    matches: pd.DataFrame  #: one row per link not made on an unchanged code: year, firm_id, next_year, next_firm_id, step, linked_id
     summary: pd.DataFrame  #: links by step and pair of years; records starting a chain
 
 
@@ -154,30 +158,37 @@ def link_firms(df: pd.DataFrame, *, steps: tuple[str, ...] | list[str] = tuple(S
         r = by_year[y]
         has = pred[r] >= 0
         root[r[has]] = root[pred[r[has]]]
-    fid = df["firm_id"].astype("str").where(df["firm_id"].notna()).to_numpy(dtype=object) if "firm_id" in df else np.full(n, None, dtype=object)
+    fid = V.arrow(df["firm_id"]) if "firm_id" in df else pa.chunked_array([pa.nulls(n, pa.string())])
     heads = np.flatnonzero(pred < 0)
-    head_id = fid[heads].copy()
-    gen = np.array([f"L{year[h]}-{i}" for i, h in enumerate(heads)], dtype=object)
-    head_id = np.where(pd.isna(head_id), gen, head_id)
+    head_id = fid.take(pa.array(heads)).to_pylist()
+    for i in np.flatnonzero([h is None for h in head_id]):
+        head_id[i] = f"L{year[heads[i]]}-{i}"
     # chains that would share a code get -2, -3 ... (in order of their first year)
-    order = np.lexsort((heads, year[heads]))
-    seen: dict[str, int] = {}
-    for i in order:
-        k = head_id[i]
-        seen[k] = seen.get(k, 0) + 1
-        if seen[k] > 1:
-            head_id[i] = f"{k}-{seen[k]}"
-    id_of_root = pd.Series(head_id, index=heads)
-    ids = pd.Series(id_of_root.reindex(root).to_numpy(), index=df.index, dtype="str")
+    hid = pd.Series(head_id)
+    if hid.duplicated().any():
+        order = np.lexsort((heads, year[heads]))
+        seen: dict[str, int] = {}
+        for i in order:
+            k = head_id[i]
+            seen[k] = seen.get(k, 0) + 1
+            if seen[k] > 1:
+                head_id[i] = f"{k}-{seen[k]}"
+    head_of_row = np.searchsorted(heads, root)
+    ids_arrow = pa.array(head_id, type=pa.string()).take(pa.array(head_of_row))
+    ids = V.from_arrow(ids_arrow, df.index)
+    # the match table: every link not made on an unchanged code (those are counted in the summary)
     linked = np.flatnonzero(succ >= 0)
+    step_of = np.asarray(used, dtype=object)[how[succ[linked]]] if len(used) else np.array([], dtype=object)
+    show = linked[step_of != "id"] if len(used) else linked
+    step_show = step_of[step_of != "id"] if len(used) else step_of
     matches = pd.DataFrame(
         {
-            "year": year[linked],
-            "firm_id": fid[linked],
-            "next_year": year[succ[linked]],
-            "next_firm_id": fid[succ[linked]],
-            "step": np.asarray(used, dtype=object)[how[succ[linked]]] if len(used) else [],
-            "linked_id": ids.to_numpy()[linked],
+            "year": year[show],
+            "firm_id": fid.take(pa.array(show)).to_pylist(),
+            "next_year": year[succ[show]],
+            "next_firm_id": fid.take(pa.array(succ[show])).to_pylist(),
+            "step": step_show,
+            "linked_id": ids_arrow.take(pa.array(show)).to_pylist(),
         }
     )
     summ = pd.DataFrame(summary, columns=["year", "next_year", "step", "links"])
