@@ -21,7 +21,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,7 @@ import pandas as pd
 from analysis.config import processed_dir
 from analysis.io import write_text
 
-__all__ = ["InputsAbsent", "missing_inputs", "require_inputs", "skip_dir", "skipped_reports"]
+__all__ = ["InputsAbsent", "missing_inputs", "require_inputs", "skip_dir", "skipped_note", "skipped_reports"]
 
 
 class InputsAbsent(Exception):
@@ -52,7 +52,8 @@ def missing_inputs(panel: pd.DataFrame, columns: Sequence[str], *, any_of: bool 
     return gone
 
 
-def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, page: str, what: str, any_of: bool = False) -> None:
+def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, page: str, what: str, any_of: bool = False,
+                   on_skip: Callable[[], object] | None = None) -> None:
     """Stop the report (:class:`InputsAbsent`) with a paragraph if the panel lacks its inputs.
 
     Parameters
@@ -65,6 +66,9 @@ def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, 
         Parameter set and page name, for the record the summary reads.
     what
         What the report would have done, e.g. ``"estimates production functions and TFP"``.
+    on_skip
+        Run before stopping, e.g. to write the file later steps read (the productivity report
+        writes the panel without TFP columns for the effect reports).
     """
     record = skip_dir(config) / f"{page}.json"
     gone = missing_inputs(panel, columns, any_of=any_of)
@@ -78,6 +82,8 @@ def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, 
         f"parameter set `{config}` lacks {', '.join(f'`{c}`' for c in gone)}. The other reports ran on what the panel has; "
         "`data/README.md` says how to bring these columns (a column of the firm files, or linked records)."
     )
+    if on_skip is not None:
+        on_skip()
     write_text(json.dumps({"page": page, "what": what, "missing": gone, "text": text}, ensure_ascii=False) + "\n", record)
     try:
         from IPython.display import Markdown, display
@@ -86,6 +92,21 @@ def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, 
     except ImportError:  # pragma: no cover - outside a notebook
         print(text)
     raise InputsAbsent(f"{page}: inputs absent ({', '.join(gone)})")
+
+
+def skipped_note(config: str) -> str:
+    """One paragraph for the summary: the reports skipped for lack of inputs, or that none was.
+
+    Examples
+    --------
+    >>> skipped_note("no-such-parameter-set")
+    'Every report ran: none lacked its inputs.'
+    """
+    sk = skipped_reports(config)
+    if sk.empty:
+        return "Every report ran: none lacked its inputs."
+    items = "; ".join(f"`{r.page}` ({r.what}; missing {', '.join(r.missing)})" for r in sk.itertuples())
+    return f"**Skipped for lack of inputs** ({len(sk)}): {items}. Their pages say so; the tables below cover the reports that ran."
 
 
 def skipped_reports(config: str) -> pd.DataFrame:
