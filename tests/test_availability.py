@@ -16,7 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from analysis.availability import InputsAbsent, missing_inputs, require_inputs, skip_dir, skipped_reports
+from analysis.availability import InputsAbsent, missing_inputs, require_inputs, skip_dir, skipped_reports, usable_columns
 from analysis.config import ROOT
 
 
@@ -73,3 +73,9 @@ def test_the_runner_publishes_a_skipped_report(tmp_path):
     assert not any(o.get("output_type") == "error" for c in done.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "must not run" not in "".join(c.source for c in done.cells)
     assert (tmp_path / "data" / "processed" / "tmp" / "skipped" / "emissions.json").is_file()
+
+
+def test_usable_columns_drop_absent_outcomes_but_keep_misspelt_names():
+    """Partial data drops an outcome the panel lacks; a typo is kept so that it fails where it is used."""
+    panel = pd.DataFrame({"log_value_added": [1.0]})
+    assert usable_columns(panel, ["log_value_added", "log_so2_intensity", "log_valueadded"]) == ["log_value_added", "log_valueadded"]

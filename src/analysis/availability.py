@@ -29,7 +29,7 @@ import pandas as pd
 from analysis.config import processed_dir
 from analysis.io import write_text
 
-__all__ = ["InputsAbsent", "missing_inputs", "require_inputs", "skip_dir", "skipped_note", "skipped_reports"]
+__all__ = ["InputsAbsent", "is_known_column", "missing_inputs", "require_inputs", "skip_dir", "skipped_note", "skipped_reports", "usable_columns"]
 
 
 class InputsAbsent(Exception):
@@ -50,6 +50,31 @@ def missing_inputs(panel: pd.DataFrame, columns: Sequence[str], *, any_of: bool 
     if any_of and len(gone) < len(columns):
         return []
     return gone
+
+
+def is_known_column(name: str) -> bool:
+    """A column of the data contract or one the panel builder derives from it (``log_*``,
+    ``log1p_patents``, ``patents_total``, ``any_patent``, ``tfp_*`` ...): a name a panel may lack for
+    want of data, as opposed to a misspelt one.
+
+    Examples
+    --------
+    >>> is_known_column("log_so2_intensity"), is_known_column("log_valueadded")
+    (True, False)
+    """
+    from analysis.domain import OUTCOME_FAMILIES
+    from analysis.schema import COLUMN_MAP
+
+    derived = {"patents_total", "any_patent", "log1p_patents", "log_labor_productivity", "age", "event_time", "cell_id"}
+    derived |= {f"log_{c}" for c in COLUMN_MAP} | {c for cols in OUTCOME_FAMILIES.values() for c in cols}
+    derived |= {f"log_{c}_intensity" for c in ("so2", "cod", "co2")}
+    return name in COLUMN_MAP or name in derived or name.startswith("tfp_")
+
+
+def usable_columns(panel: pd.DataFrame, names: Sequence[str]) -> list[str]:
+    """``names`` without the known columns the panel lacks (partial data); unknown names are kept,
+    so that a misspelt one still fails where it is used."""
+    return [c for c in names if not (is_known_column(c) and missing_inputs(panel, [c]))]
 
 
 def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, page: str, what: str, any_of: bool = False,
