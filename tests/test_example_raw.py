@@ -236,3 +236,30 @@ def test_cohorts_outside_the_data_years(files):
 def test_errors_are_panel_errors_for_the_command_line(files):
     """SourceError is a PanelError, so `python -m analysis.panel` prints it as one line of error, exit code 2."""
     assert issubclass(SourceError, PanelError)
+
+
+def test_deflation_and_perpetual_inventory_through_the_front_door(files, tmp_path):
+    """A price file with output prices 10 % higher in 2013 than 2012 divides 2013 output by 1.1; the BVZ
+    capital stock from the original value of fixed assets replaces net fixed assets (kept as net_fixed_assets)."""
+    base, _ = build_panel(_params(files))
+    idx = pd.DataFrame({"year": range(2012, 2026), "output": [100.0, 110.0] + [100.0] * 12, "investment": [100.0] * 14})
+    idx.to_csv(tmp_path / "prices.csv", index=False)
+
+    def original(df):  # fixed assets at original value: 1.5 times the net value, in yuan like the other money columns
+        net = next(c for c in ("固定资产净值年平均余额", "固定资产净值") if c in df)
+        return df.assign(固定资产原价=(df[net].astype(float) * 1.5).map(repr))
+
+    for p in files.glob("asif_*.csv"):
+        _edit(p, original)
+    log = SourceLog()
+    panel, _ = build_panel(_params(files, deflate=str(tmp_path / "prices.csv"), capital="perpetual_inventory"), log=log)
+    key = ["firm_id", "year"]
+    m = panel.set_index(key).join(base.set_index(key)[["output", "capital"]].add_suffix("_nominal"))
+    y13 = m.index.get_level_values("year") == 2013
+    np.testing.assert_allclose(m.loc[y13, "output"], m.loc[y13, "output_nominal"] / 1.1, rtol=1e-12)
+    np.testing.assert_allclose(m.loc[~y13, "output"], m.loc[~y13, "output_nominal"], rtol=1e-12)
+    np.testing.assert_allclose(m["net_fixed_assets"], m["capital_nominal"], rtol=1e-12)  # investment prices are flat
+    first = m.groupby(level="firm_id").head(1)
+    np.testing.assert_allclose(first["capital"], 1.5 * first["capital_nominal"], rtol=1e-12)  # first stock: its original value
+    assert set(log.attrition()["rule"]) >= {"deflate", "capital"}
+    assert log.tables["deflation"].set_index("column").loc["output", "rows_deflated"] == len(panel)

@@ -15,11 +15,11 @@ recorded in the attrition table:
 4. **county** codes to one GB/T 2260 vintage (``data.county``); unknown codes stop the run;
 5. **industry** codes to 2-digit GB/T 4754-2017 (``data.industry``); unlisted codes are listed;
 6. **ownership** from the registration type (``data.ownership``), or checked if given;
-7. **deflation** by user price indices (``data.deflate``) and the **capital** stock
-   (``data.capital``: net fixed assets or the BVZ perpetual inventory);
-8. **duplicates**: exact duplicate rows dropped; conflicting firm-years stop the run unless
+7. **duplicates**: exact duplicate rows dropped; conflicting firm-years stop the run unless
    ``data.clean.duplicates`` says which to keep;
-9. **linking** firms whose identifier changes (``data.link_firms``, BVZ sequential matching);
+8. **linking** firms whose identifier changes (``data.link_firms``, BVZ sequential matching);
+9. **deflation** by user price indices (``data.deflate``) and the **capital** stock
+   (``data.capital``: net fixed assets or the BVZ perpetual inventory, along the linked firms);
 10. **cleaning** rules (``data.clean``, :mod:`analysis.sources.cleaning`);
 11. **derived** columns: province and region from the county code, the SME flag.
 
@@ -298,12 +298,12 @@ def read_firms(d: Mapping[str, Any], *, root: Path, progress: bool | None = None
     df = _county(df, d.get("county") or {}, log)
     df = _industry(df, d.get("industry") or {}, log)
     df = _ownership(df, d.get("ownership") or {}, log)
-    df = _money_real(df, d, root, log)
     df = _duplicates(df, (d.get("clean") or {}).get("duplicates", "error"), log)
     if d.get("link_firms"):
         df = _link(df, d, log)
     else:
         log.step("link", "link_firms", len(df), len(df), "off: the identifier is taken as constant over time (data.link_firms: true links firms whose code changes, BVZ 2012)")
+    df = _money_real(df, d, root, log)  # after the linking: a firm's capital stock runs across its code changes
     clean = {k: v for k, v in (d.get("clean") or {}).items() if k != "duplicates"}
     df = apply_rules(df, clean, log)
     df = _derive(df)
