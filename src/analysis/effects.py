@@ -654,8 +654,12 @@ def heterogeneity_groups(panel: pd.DataFrame, dimensions: Sequence[str]) -> dict
     KeyError
         Naming a dimension that is neither a rule of :data:`HETEROGENEITY` nor a panel column.
     """
+    from analysis.availability import is_known_column
+
     groups: dict[str, pd.Series] = {}
     for name in dimensions:
+        if name not in panel.columns and is_known_column(name):
+            continue  # partial data: a dimension the panel lacks is left out (a misspelt name still fails)
         if name in HETEROGENEITY:
             label, make = HETEROGENEITY[name]
             groups[label] = make(panel)
@@ -731,9 +735,28 @@ def family_inputs(config: str, family: str) -> FamilyInputs:
     params = load_params(config)
     spec = load_family(family)
     panel = load_tfp_panel(config, params)
-    if spec["sample"]:
+    if spec["sample"] and spec["sample"] in panel.columns:  # absent: require_family_inputs stops the report
         panel = panel[panel[spec["sample"]].astype(bool)].reset_index(drop=True)
     return FamilyInputs(config=config, family=family, params=params, spec=spec, panel=panel, world=load_world_tables(config))
+
+
+def require_family_inputs(inp: FamilyInputs) -> None:
+    """Stop the family's report with one paragraph (:func:`analysis.availability.require_inputs`)
+    when the panel has none of its outcomes, or lacks the column that defines its sample.
+
+    Raises
+    ------
+    analysis.availability.InputsAbsent
+        The page is then published ending at that paragraph, and the summary lists it as skipped.
+    """
+    from analysis.availability import require_inputs
+
+    page, title = f"effects_{inp.family}", inp.spec["title"].lower()
+    require_inputs(inp.panel, [o["column"] for o in inp.spec["outcomes"]], any_of=True, config=inp.config, page=page,
+                   what=f"estimates the effects of certification on {title}")
+    if inp.spec["sample"]:
+        require_inputs(inp.panel, [inp.spec["sample"]], config=inp.config, page=page,
+                       what=f"estimates the effects on {title} among firms with `{inp.spec['sample']}`")
 
 
 def sample_note(inp: FamilyInputs) -> str:
@@ -904,11 +927,14 @@ class Summary:
 
 
 def load_summary(config: str) -> Summary:
-    """Read the parameter set, every family of ``config/effects_*.yaml`` and their saved results."""
+    """Read the parameter set, every family of ``config/effects_*.yaml`` that ran (not skipped for
+    lack of inputs, :mod:`analysis.availability`) and their saved results."""
+    from analysis.availability import skipped_reports
     from analysis.config import load_params
 
     params = load_params(config)
-    families = sorted(p.stem.removeprefix("effects_") for p in CONFIG_DIR.glob("effects_*.yaml"))
+    skipped = set(skipped_reports(config)["page"])  # families whose report lacked its inputs
+    families = [f for f in sorted(p.stem.removeprefix("effects_") for p in CONFIG_DIR.glob("effects_*.yaml")) if f"effects_{f}" not in skipped]
     specs = {f: load_family(f) for f in families}
     return Summary(params=params, specs=specs, saved={f: load_saved(config, f) for f in families})
 
