@@ -48,13 +48,12 @@ def test_published_wildboottest_example(petersen):
 @pytest.mark.parametrize("weights", ["rademacher", "webb"])
 @pytest.mark.parametrize("impose_null", [True, False])
 def test_bootstrap_t_equal_the_package_draw_by_draw(petersen, weights, impose_null):
-    """On the first 120 firms of Petersen's data, our t* equal WildboottestCL's (same seed, same weights)
-    to 1e-10, and so do the t statistic and the p-value."""
+    """On the first 120 firms of Petersen's data, with the package's own weight draws given to both, our t*
+    equal WildboottestCL's to 1e-10, and so do the t statistic and the p-value."""
     from wildboottest.wildboottest import WildboottestCL
 
     d = petersen[petersen["firm"] <= 120]
     X, y = _xy(d)
-    ours = wild_cluster_bootstrap(X, y, d["firm"], param=1, B=499, seed=7, weights=weights, impose_null=impose_null)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wb = WildboottestCL(X=X, Y=y, cluster=d["firm"].to_numpy(), R=np.array([0.0, 1.0]), B=499, seed=7, parallel=False)
@@ -66,9 +65,20 @@ def test_bootstrap_t_equal_the_package_draw_by_draw(petersen, weights, impose_nu
         wb.get_vcov()
         wb.get_tstat()
         wb.get_pvalue()
+    ours = wild_cluster_bootstrap(X, y, d["firm"], param=1, impose_null=impose_null, v=wb.v)
     np.testing.assert_allclose(ours.t_boot, wb.t_boot, rtol=0, atol=1e-10)
     assert ours.t_stat == pytest.approx(float(np.asarray(wb.t_stat).ravel()[0]), abs=1e-10)
     assert ours.p_value == pytest.approx(wb.pvalue, abs=1e-12)
+
+
+def test_weight_distributions():
+    """Our draws have the package's distributions: Rademacher +-1, Webb's six points (mean 0, variance 1)."""
+    from analysis.did.wild import _Weights
+
+    for kind, support in (("rademacher", {-1.0, 1.0}), ("webb", set(np.round(np.concatenate([-np.sqrt([1.5, 1, 0.5]), np.sqrt([0.5, 1, 1.5])]), 12)))):
+        v = _Weights(kind, 50, 4000, seed=1).chunk(0, 4000)
+        assert set(np.round(np.unique(v), 12)) == support
+        assert abs(v.mean()) < 0.01 and abs(v.var() - 1) < 0.01
 
 
 def test_confidence_set_is_the_set_of_values_not_rejected(petersen):

@@ -32,11 +32,13 @@ and quadratic in ``b``, so after one pass over the draws the p-value of any ``b`
 the confidence set (all ``b`` not rejected) is found by scanning and bisection, as ``boottest``
 does.
 
-Agreement with the well-kept implementation. The weights are drawn by the ``wildboottest``
-package's own ``draw_weights`` (same seed, same draws), the t statistic uses its CRV1 small-sample
-factor ``(N - 1)/(N - k) G/(G - 1)`` and its two-sided p-value rule; ``tests/test_robustness_wild.py``
-checks that the bootstrap t statistics equal ``WildboottestCL``'s draw by draw, and the published
-example of the package's README (Petersen's data, ``statsmodels`` ships them).
+Agreement with the well-kept implementation. The weight distributions are the ``wildboottest``
+package's (Rademacher, Webb, Mammen, normal; all 2^G sign vectors when 2^G <= B), drawn chunk by
+chunk with NumPy's generator; the t statistic uses its CRV1 small-sample factor
+``(N - 1)/(N - k) G/(G - 1)`` and its two-sided p-value rule. ``tests/test_robustness_wild.py`` gives
+both programs the package's own draws and requires our bootstrap t statistics to equal
+``WildboottestCL``'s draw by draw, and reproduces the published example of the package's README
+(Petersen's data, which ``statsmodels`` ships).
 
 Examples
 --------
@@ -122,16 +124,49 @@ def _group_sums(A: np.ndarray, codes: np.ndarray, G: int) -> np.ndarray:
     return np.column_stack([np.bincount(codes, weights=A[:, j], minlength=G) for j in range(A.shape[1])])
 
 
-def _draw_weights(kind: str, G: int, B: int, seed: int) -> tuple[np.ndarray, int, bool]:
-    """Bootstrap weights (G x B) as the ``wildboottest`` package draws them (full enumeration if 2^G <= B)."""
-    from wildboottest.weights import draw_weights
+_WEBB = np.concatenate([-np.sqrt(np.array([3.0, 2.0, 1.0]) / 2), np.sqrt(np.array([1.0, 2.0, 3.0]) / 2)])
+_MAMMEN = np.array([-(np.sqrt(5) - 1) / 2, (np.sqrt(5) + 1) / 2])
+_MAMMEN_P = np.array([(np.sqrt(5) + 1) / (2 * np.sqrt(5)), (np.sqrt(5) - 1) / (2 * np.sqrt(5))])
 
-    if kind not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}, got {kind!r}")
-    full = kind == "rademacher" and 2**G < B
-    rng = np.random.default_rng(seed)
-    v, B_used = draw_weights(t=kind, full_enumeration=full, N_G_bootcluster=G, boot_iter=B, rng=rng)
-    return np.asarray(v), int(B_used), full
+
+class _Weights:
+    """Bootstrap weights drawn chunk by chunk (G x b), or all 2^G Rademacher sign vectors when 2^G <= B.
+
+    The distributions are those of the ``wildboottest`` package (Rademacher, Webb's six points,
+    Mammen's two points, the standard normal); explicit weights ``v`` (G x B) can be passed instead.
+    """
+
+    def __init__(self, kind: str, G: int, B: int, seed: int, v: np.ndarray | None = None) -> None:
+        if v is None and kind not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {kind!r}")
+        self.kind, self.G, self.rng = kind, G, np.random.default_rng(seed)
+        self.v = None if v is None else np.asarray(v, dtype=float)
+        self.full = v is None and kind == "rademacher" and 2**G <= B
+        if self.v is not None:
+            if self.v.shape[0] != G:
+                raise ValueError(f"v must have one row per cluster ({G}), got {self.v.shape}")
+            self.B = self.v.shape[1]
+        elif self.full:
+            self.B = 2**G
+        else:
+            self.B = int(B)
+        self.unit_square = self.v is None and kind == "rademacher"
+
+    def chunk(self, lo: int, size: int) -> np.ndarray:
+        if self.v is not None:
+            return self.v[:, lo:lo + size]
+        if self.full:
+            idx = np.arange(lo, min(lo + size, self.B))
+            bits = (idx[None, :] >> np.arange(self.G)[::-1, None]) & 1
+            return 2.0 * bits - 1.0
+        n = min(size, self.B - lo)
+        if self.kind == "rademacher":
+            return 2.0 * self.rng.integers(0, 2, size=(self.G, n), dtype=np.int8) - 1.0
+        if self.kind == "webb":
+            return _WEBB[self.rng.integers(0, 6, size=(self.G, n))]
+        if self.kind == "mammen":
+            return _MAMMEN[(self.rng.random((self.G, n)) > _MAMMEN_P[0]).astype(np.intp)]
+        return self.rng.standard_normal((self.G, n))
 
 
 def wild_cluster_bootstrap(
@@ -202,11 +237,15 @@ def wild_cluster_bootstrap(
     A = 1.0 / float(R @ XXinvR)
     ssc = (n - 1) / (n - k) * G / (G - 1)
 
-    # per-cluster cross products: X_g'X_g (G x k x k) and X_g'y_g (G x k)
-    Xy_g = _group_sums(X * y[:, None], codes, G)
+    # per-cluster cross products X_g'X_g (G x k x k) and X_g'y_g (G x k): rows sorted by cluster
+    order = np.argsort(codes, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+    Xs = X[order]
+    Xy_g = np.add.reduceat(Xs * y[order][:, None], starts, axis=0)
     XX_g = np.empty((G, k, k))
     for j in range(k):
-        XX_g[:, j, :] = _group_sums(X * X[:, [j]], codes, G)
+        XX_g[:, j, :] = np.add.reduceat(Xs * Xs[:, [j]], starts, axis=0)
+    del Xs
     # the observed t statistic (unrestricted residuals)
     s_hat = Xy_g - XX_g @ beta                                  # G x k scores
     c_hat = s_hat @ XXinvR                                      # G: R XXinv s_g
@@ -221,29 +260,29 @@ def wild_cluster_bootstrap(
     else:
         s0 = s_hat
         s1 = np.zeros_like(s_hat)
-    C0, C1 = s0 @ XXinvR, s1 @ XXinvR                           # G
+    C0, C1 = s0 @ XXinvR, s1 @ XXinvR                           # G: numerators' cluster terms
     Q0, Q1 = s0 @ XXinv, s1 @ XXinv                             # G x k (rows: XXinv s_g)
     a = XX_g @ XXinvR                                           # G x k: X_g'X_g XXinv R
+    aa = a.T @ a
+    # bootstrap cluster terms of the variance: Z_g(b) = (C0_g - b C1_g) v_g - a_g'(Q0 - b Q1)'v, so every
+    # per-draw quantity is a product of v with one of these columns (one matrix product per chunk)
+    M = np.column_stack([Q0, Q1, a * C0[:, None], a * C1[:, None], C0, C1])
+    S2 = np.column_stack([C0 * C0, C0 * C1, C1 * C1])
 
-    if v is None:
-        v, B, full = _draw_weights(weights, G, B, seed)
-    else:
-        v = np.asarray(v, dtype=float)
-        if v.shape[0] != G:
-            raise ValueError(f"v must have one row per cluster ({G}), got {v.shape}")
-        B, full = v.shape[1], False
-    # per draw: numerator n0 - b n1, variance d00 - 2 b d01 + b^2 d11
+    draws = _Weights(weights, G, B, seed, v)
+    B, full = draws.B, draws.full
     n0, n1 = np.empty(B), np.empty(B)
     d00, d01, d11 = np.empty(B), np.empty(B), np.empty(B)
     for lo in range(0, B, chunk):
-        vb = v[:, lo:lo + chunk].astype(float)                  # G x b
-        n0[lo:lo + chunk] = C0 @ vb
-        n1[lo:lo + chunk] = C1 @ vb
-        Z0 = C0[:, None] * vb - a @ (Q0.T @ vb)                 # G x b
-        Z1 = C1[:, None] * vb - a @ (Q1.T @ vb)
-        d00[lo:lo + chunk] = np.einsum("gb,gb->b", Z0, Z0)
-        d01[lo:lo + chunk] = np.einsum("gb,gb->b", Z0, Z1)
-        d11[lo:lo + chunk] = np.einsum("gb,gb->b", Z1, Z1)
+        vb = draws.chunk(lo, chunk)
+        sl = slice(lo, lo + vb.shape[1])
+        P = M.T @ vb
+        u0, u1, m0, m1 = P[:k], P[k:2 * k], P[2 * k:3 * k], P[3 * k:4 * k]
+        n0[sl], n1[sl] = P[4 * k], P[4 * k + 1]
+        sq = np.repeat(S2.sum(axis=0)[:, None], vb.shape[1], axis=1) if draws.unit_square else S2.T @ (vb * vb)
+        d00[sl] = sq[0] - 2 * np.einsum("kb,kb->b", m0, u0) + np.einsum("kb,kl,lb->b", u0, aa, u0)
+        d01[sl] = sq[1] - np.einsum("kb,kb->b", m0, u1) - np.einsum("kb,kb->b", m1, u0) + np.einsum("kb,kl,lb->b", u0, aa, u1)
+        d11[sl] = sq[2] - 2 * np.einsum("kb,kb->b", m1, u1) + np.einsum("kb,kl,lb->b", u1, aa, u1)
 
     def t_boot_at(b: float) -> np.ndarray:
         if impose_null:
@@ -332,6 +371,32 @@ class LinearDesign:
     estimator: str
     names: list[str]
     notes: list[str] = field(default_factory=list)
+    parts: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def coefficient(self) -> float:
+        """The OLS coefficient of column 0 (the estimate)."""
+        if self.estimator == "imputation":
+            c = self.parts["c"]
+            return float(c @ self.y)
+        return float(np.linalg.lstsq(self.X, self.y, rcond=None)[0][0])
+
+    def std_error(self, cluster: Any) -> float:
+        """Cluster-robust standard error of the estimate for one cluster label per row of ``frame``.
+
+        TWFE: CRV1 with fixest's small-sample factor ``(N - 1)/(N - K) G/(G - 1)`` (unit effects nested
+        in the clusters, not counted in K), as :func:`analysis.did.twfe`. Imputation: the conservative
+        variance of BJS (2024) Theorem 3 with ``tau~`` by cohort x event time (their eq. 8), as
+        :func:`analysis.did.imputation` with ``aggregate="static"``.
+        """
+        codes, G = _cluster_codes(cluster, self.y.size)
+        if self.estimator == "imputation":
+            return _bjs_se(self.parts, codes, G)
+        n, k = self.X.shape
+        XXinv = np.linalg.inv(self.X.T @ self.X)
+        beta = XXinv @ (self.X.T @ self.y)
+        u = self.y - self.X @ beta
+        s = _group_sums(self.X * u[:, None], codes, G) @ XXinv[:, 0]
+        return float(np.sqrt((n - 1) / (n - k) * G / (G - 1) * np.sum(s**2)))
 
 
 def _codes(s: pd.Series) -> np.ndarray:
@@ -444,7 +509,34 @@ def imputation_design(data: pd.DataFrame, outcome: str, unit: str, time: str, co
     z = c / float(c @ c)
     X = np.column_stack([z, _within(L, u, nu)])
     y = _within(d[outcome].to_numpy(dtype=float), u, nu)
-    return LinearDesign(y=y, X=X, frame=d, estimator="imputation", names=["ATT", *[f"{time}::{p}" for p in periods]], notes=notes)
+    # what the BJS variance needs, in the rows of d: treated flag, step-1 residuals, tau, cohort x event time
+    is_t = np.concatenate([np.zeros(r0.size, bool), np.ones(r1.size, bool)])[order]
+    tau = y_all[r1] - (fit.unit_mean_y[u1] + (W1 - fit.unit_mean_w[u1]) @ fit.gamma)
+    eps = np.concatenate([fit.resid, tau])[order]
+    gg = pd.to_numeric(d[cohort], errors="coerce").fillna(0).to_numpy(dtype=float)
+    group = np.full(tt.size, -1, dtype=np.int64)
+    group[is_t] = pd.factorize(gg[is_t] * 10_000 + (tt[is_t] - gg[is_t]))[0]
+    parts = {"c": c, "treated": is_t, "eps": eps, "group": group}
+    return LinearDesign(y=y, X=X, frame=d, estimator="imputation", names=["ATT", *[f"{time}::{p}" for p in periods]], notes=notes, parts=parts)
+
+
+def _bjs_se(parts: dict[str, np.ndarray], codes: np.ndarray, G: int) -> float:
+    """BJS (2024) Theorem 3 conservative clustered standard error of ``c'y`` (see ``imputation``)."""
+    c, tr, eps, group = parts["c"], parts["treated"], parts["eps"].copy(), parts["group"]
+    gt, ct, vt, taut = group[tr], codes[tr], c[tr], eps[tr]
+    ng = int(gt.max()) + 1
+    key, uniq = pd.factorize(gt.astype(np.int64) * G + ct)
+    g_of_key = (uniq // G).astype(np.int64)
+    a = np.bincount(key, weights=vt, minlength=uniq.size)
+    b = np.bincount(key, weights=vt * taut, minlength=uniq.size)
+    num = np.bincount(g_of_key, weights=a * b, minlength=ng)
+    den = np.bincount(g_of_key, weights=a * a, minlength=ng)
+    plain = np.bincount(gt, weights=taut, minlength=ng) / np.maximum(np.bincount(gt, minlength=ng), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tilde = np.where(den > 1e-300, num / den, plain)
+    eps[tr] = taut - tilde[gt]
+    psi = np.bincount(codes, weights=c * eps, minlength=G)
+    return float(np.sqrt(psi @ psi))
 
 
 def wild_bootstrap_did(
