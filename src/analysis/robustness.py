@@ -134,6 +134,18 @@ CHECKS: list[tuple[str, str, str]] = [
 ]
 
 
+def thinning_notes(s: Mapping[str, Any]) -> list[str]:
+    """Sentences for the report when the parameter set runs fewer draws or outcomes than the defaults."""
+    notes = []
+    if int(s["wild_bootstrap"]["draws"]) < DEFAULTS["wild_bootstrap"]["draws"]:
+        notes.append(f"wild bootstrap thinned to {int(s['wild_bootstrap']['draws'])} draws (default {DEFAULTS['wild_bootstrap']['draws']})")
+    if int(s["ri"]["draws"]) < DEFAULTS["ri"]["draws"]:
+        notes.append(f"randomization inference thinned to {int(s['ri']['draws'])} draws (default {DEFAULTS['ri']['draws']}): p-values are coarser")
+    if s["honest"]["outcomes"] != "all":
+        notes.append("HonestDiD relative magnitudes only for the main outcome (robustness.honest.outcomes: main); smoothness for every outcome")
+    return notes
+
+
 def settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """The robustness settings: ``params["robustness"]`` over :data:`DEFAULTS`, with ``alpha``, ``cluster``,
     ``window``, ``seed`` of the ``did`` section and the parameter set."""
@@ -637,7 +649,9 @@ def matching_estimates(panel: pd.DataFrame, outcome: str, s: Mapping[str, Any]) 
         w = w[w > 0]
         d = d_all[d_all["firm_id"].isin(w.index)]
         d = d.assign(_w=d["firm_id"].map(w).to_numpy())
-        tw = twfe(d, outcome, "firm_id", "year", "cohort", cluster=s["cluster"], weights="_w", alpha=a).tidy()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*singleton fixed effect.*")
+            tw = twfe(d, outcome, "firm_id", "year", "cohort", cluster=s["cluster"], weights="_w", alpha=a).tidy()
         rows.append(tw.assign(estimator=f"{key}_twfe", check="psm" if key != "entropy" else "reweighting", variant=f"{labels[key]}, TWFE"))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*could not be estimated.*")
@@ -871,8 +885,12 @@ def _fmt(x: float, d: int = 3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
 
 
+def _p(p: float) -> str:
+    return "n/a" if p is None or not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def _est(r: Mapping[str, Any]) -> str:
-    return f"{_fmt(r['estimate'])} (p {_fmt(r['p_value'])})"
+    return f"{_fmt(r['estimate'])} (p {_p(r['p_value'])})"
 
 
 def summary_table(rb: Robustness) -> pd.DataFrame:
@@ -889,14 +907,14 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
 
     w = rb.wild[rb.wild["weights"] != "analytic"]
     if len(w):
-        res = "; ".join(f"{r.estimator} {r.weights}: p {_fmt(r.p_value)}, CI [{_fmt(r.conf_low)}, {_fmt(r.conf_high)}]" for r in w.itertuples())
+        res = "; ".join(f"{r.estimator} {r.weights}: p {_p(r.p_value)}, CI [{_fmt(r.conf_low)}, {_fmt(r.conf_high)}]" for r in w.itertuples())
         add("wild", res, bool(((w["p_value"] < a) != conclusion_sig).any()))
     c = rb.clusters
     if len(c):
         res = "; ".join(f"{cl}: s.e. {_fmt(g['std_error'].min())}-{_fmt(g['std_error'].max())}" for cl, g in c.groupby("cluster", sort=False))
         add("clusters", res, bool(((c["p_value"] < a) != conclusion_sig).any()))
     if rb.ri:
-        res = "; ".join(f"{r.label}: RI p {_fmt(r.p_value)} ({r.n_draws} draws)" for r in rb.ri.values())
+        res = "; ".join(f"{r.label}: RI p {_p(r.p_value)} ({r.n_draws} draws)" for r in rb.ri.values())
         add("ri", res, bool(any((r.p_value < a) != conclusion_sig for r in rb.ri.values())))
     dc = rb.design
     for key in ("control", "drop_last", "timing", "anticipation"):
@@ -945,7 +963,8 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
                     (not np.isfinite(rm)) or rm < 1, "fragile to violations as large as the pre-period ones" if (not np.isfinite(rm)) or rm < 1 else "")
             sd = r["breakdown_m_se"]
             add("honest_sd", f"breakdown M {_fmt(sd, 2)} standard errors of the first post-period effect a year" if np.isfinite(sd)
-                else "the robust set contains zero already at the smallest M", None if np.isfinite(sd) else True)
+                else "the robust set contains zero already at the smallest M", None if np.isfinite(sd) else True,
+                "no natural threshold for M" if np.isfinite(sd) else "")
         pw = rb.honest["power"].set_index("outcome")
         if rb.main_outcome in pw.index:
             r = pw.loc[rb.main_outcome]
