@@ -29,7 +29,7 @@ DATA_DIR := data/processed/$(CONFIG)
 BUILD_DIR := build/$(CONFIG)
 PANEL := $(DATA_DIR)/panel.parquet
 PANEL_TFP := $(DATA_DIR)/panel_tfp.parquet
-# one stamp per parameter section, rewritten only when that section changes (analysis.config.write_stamps)
+# one stamp per parameter section, rewritten only when that section changes (tools/stamps.py)
 SECTIONS := seed data world tfp did robustness descriptives
 STAMP := $(BUILD_DIR)/params
 PARAM_STAMPS := $(addprefix $(STAMP)/,$(addsuffix .json,$(SECTIONS)))
@@ -80,18 +80,18 @@ lock: ## re-resolve the dependencies and rewrite requirements.lock and environme
 data: $(PANEL) ## build data/processed/<CONFIG>/panel.parquet
 
 $(PARAM_STAMPS) &: config/default.yaml config/$(CONFIG).yaml FORCE | $(ENV_STAMP)
-	@python -m analysis.config $(CONFIG) $(STAMP)
+	@python tools/stamps.py $(CONFIG) $(STAMP)
 
-$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(shell $(PYTHON) src/analysis/deps.py --modules analysis.panel 2>/dev/null)
+$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(shell $(PYTHON) tools/deps.py --modules analysis.panel 2>/dev/null)
 	python -m analysis.panel --config $(CONFIG)
 
 # ---------------------------------------------------------------------------------------------
 # notebooks: executed by papermill into a temporary file, moved into build/ only on success
 notebooks: $(EXECUTED) ## execute every notebook into build/<CONFIG>/
 
-build/deps.mk: src/analysis/deps.py $(wildcard notebooks/*.ipynb) $(shell find src/analysis -name '*.py' 2>/dev/null)
+build/deps.mk: tools/deps.py $(wildcard notebooks/*.ipynb) $(shell find src/analysis -name '*.py' 2>/dev/null)
 	@mkdir -p $(@D)
-	$(PYTHON) src/analysis/deps.py $(wildcard notebooks/[0-9][0-9]_*.ipynb) > $@.tmp && mv $@.tmp $@
+	$(PYTHON) tools/deps.py $(wildcard notebooks/[0-9][0-9]_*.ipynb) > $@.tmp && mv $@.tmp $@
 
 -include build/deps.mk
 

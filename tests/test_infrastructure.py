@@ -15,10 +15,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.config import CONFIG_DIR, ROOT, ParameterError, deep_merge, load_params, write_stamps
-from analysis.deps import module_closure, notebook_imports
+from analysis.config import CONFIG_DIR, ROOT, ParameterError, deep_merge, load_params
 from analysis.io import atomic_write, file_hash, read_log, read_table, record_reads, write_parquet, write_text
 from analysis.results import EstimationResult, check_tidy, combine, export_table, tidy_frame, wide_table
+
+from tools_import import load_tool
+
+write_stamps = load_tool("stamps").write_stamps
+_deps = load_tool("deps")
+module_closure, notebook_imports = _deps.module_closure, _deps.notebook_imports
 
 
 # --- parameter sets ------------------------------------------------------------------------------
@@ -46,12 +51,11 @@ def test_stamps_change_only_with_their_section(tmp_path, monkeypatch):
     cfg.mkdir()
     (cfg / "default.yaml").write_text((CONFIG_DIR / "default.yaml").read_text())
     (cfg / "x.yaml").write_text("did: {alpha: 0.1}\n")
-    monkeypatch.setattr("analysis.config.CONFIG_DIR", cfg)
-    first = {p.stem for p in write_stamps("x", tmp_path / "stamps")}
+    first = {p.stem for p in write_stamps("x", tmp_path / "stamps", config_dir=cfg)}
     assert {"did", "world", "data", "seed", "tfp"} <= first
-    assert write_stamps("x", tmp_path / "stamps") == []
+    assert write_stamps("x", tmp_path / "stamps", config_dir=cfg) == []
     (cfg / "x.yaml").write_text("did: {alpha: 0.2}\n")
-    assert [p.stem for p in write_stamps("x", tmp_path / "stamps")] == ["did"]
+    assert [p.stem for p in write_stamps("x", tmp_path / "stamps", config_dir=cfg)] == ["did"]
     assert json.loads((tmp_path / "stamps" / "did.json").read_text())["alpha"] == 0.2
 
 

@@ -166,3 +166,34 @@ def test_emissions_set_reports_flag_and_per_file_units(records, small_world):
         to_tonnes(pd.Series([1.0, 2.0]), pd.Series(["kg", "pounds"]))
     with pytest.raises(LinkageError, match="not in the firm file"):
         link_emissions(read_emission_records(kg.assign(firm_id=-1), units="kg"), records.firms)
+
+
+def test_raw_panel_links_the_records(records, small_world, tmp_path):
+    """On the real-data path (data.raw_applications, data.raw_emissions) the panel's patent counts
+    and emissions come from the linked records: they equal the world's for every firm a name can
+    identify and reports_emissions follows the records. Fractional counting gives shares, which the
+    data contract's whole patent counts refuse: the build says so instead of writing them."""
+    from analysis.config import load_params
+    from analysis.panel import build_panel
+
+    names = records.firms.drop_duplicates("firm_id")[["firm_id", "firm_name", "former_names", "county_name"]]
+    firms = small_world.panel.drop(columns=["cluster_id", "batch", "cohort", *PAT, "so2", "cod", "co2", "reports_emissions"]).merge(names, on="firm_id")
+    paths = {"firms": tmp_path / "firms.parquet", "apps": tmp_path / "apps.csv", "em": tmp_path / "em.csv"}
+    firms.to_parquet(paths["firms"])
+    records.applications.to_csv(paths["apps"], index=False)
+    records.emissions.to_csv(paths["em"], index=False)
+    params = load_params("small")
+    params["data"].update(source="raw", raw_firms=str(paths["firms"]), raw_applications=str(paths["apps"]), raw_emissions=str(paths["em"]), clusters_complete=True)
+    panel, _ = build_panel(params)
+    world = small_world.panel.set_index(["firm_id", "year"])
+    got = panel.set_index(["firm_id", "year"]).loc[world.index]
+    clean = ~world.index.get_level_values("firm_id").isin(list(records.ambiguous_firms))
+    for col in PAT:
+        np.testing.assert_array_equal(got.loc[clean, col].to_numpy(), world.loc[clean, col].fillna(0).to_numpy())
+    assert (got.loc[clean, "reports_emissions"].to_numpy() == world.loc[clean, "reports_emissions"].to_numpy()).all()
+    np.testing.assert_allclose(got.loc[clean & world["reports_emissions"].to_numpy(), "so2"], world.loc[clean & world["reports_emissions"].to_numpy(), "so2"], rtol=1e-12)
+    params["data"]["patent_counting"] = "fractional"
+    from analysis.config import ParameterError
+
+    with pytest.raises(ParameterError, match="whole counts"):
+        build_panel(params)

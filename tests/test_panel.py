@@ -63,7 +63,7 @@ def test_real_data_path_reproduces_the_panel_and_leaves_raw_files_untouched(tmp_
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (fpath, cpath)}
     params = load_params("small")
     params["data"].update(source="raw", raw_firms=str(fpath), raw_clusters=str(cpath), rename={"法人代码": "firm_id", "gross_output": "output"})
-    params["data"]["money_scale"] = 0.001
+    params["data"].update(money_scale=0.001, clusters_complete=True)  # the world's list is complete
     panel, world = build_panel(params)
     assert world is None
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (fpath, cpath)} == before

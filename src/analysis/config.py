@@ -44,7 +44,6 @@ __all__ = [
     "load_params",
     "deep_merge",
     "processed_dir",
-    "write_stamps",
 ]
 
 
@@ -159,45 +158,3 @@ def load_params(name: str | Path = "default", *, config_dir: Path | None = None)
 def processed_dir(config: str) -> Path:
     """Folder of the built data of one parameter set: ``data/processed/<config>``."""
     return PROCESSED / config
-
-
-def write_stamps(config: str, folder: str | Path) -> list[Path]:
-    """Write one JSON file per top-level section of the resolved parameter set.
-
-    A file is rewritten only when its content changes, so ``make`` re-runs exactly the steps
-    that read a changed section (the panel reads ``seed``, ``data`` and ``world``; the
-    productivity notebook reads ``tfp``...). The ``world`` section is resolved against
-    :data:`analysis.simulate.DEFAULTS`, so a misspelt world parameter fails here, first.
-    """
-    import json
-
-    from analysis.simulate import world_params
-
-    params = load_params(config)
-    params["world"] = world_params(params)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for key, value in params.items():
-        if key == "config":
-            continue
-        path = folder / f"{key}.json"
-        text = json.dumps(value, indent=1, sort_keys=True, default=str) + "\n"
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            from analysis.io import write_text
-
-            write_text(text, path)
-            written.append(path)
-    return written
-
-
-if __name__ == "__main__":  # python -m analysis.config CONFIG FOLDER
-    import sys
-
-    try:
-        changed = write_stamps(sys.argv[1], sys.argv[2])
-    except ParameterError as exc:
-        print(f"error in parameter set '{sys.argv[1]}': {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if changed:
-        print("parameters changed: " + ", ".join(p.stem for p in changed))

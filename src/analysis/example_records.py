@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.simulate import PATENT_TYPES, POLLUTANTS, World
+from analysis.domain import PATENT_TYPES, POLLUTANTS
+from analysis.simulate import World
 
 __all__ = ["ExampleRecords", "example_records", "firm_names", "place_names"]
 

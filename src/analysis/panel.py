@@ -35,9 +35,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import ROOT, ParameterError, load_params, processed_dir
+from analysis.domain import NEVER_TREATED, PATENT_COLUMNS, POLLUTANTS, cohort_from_date, late_cohorts
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
-from analysis.simulate import POLLUTANTS, cohort_from_date, simulate_world
+from analysis.simulate import simulate_world
+from analysis.sources import clusters as cl
 
 __all__ = [
     "assign_clusters",
@@ -59,8 +61,9 @@ def assign_clusters(
     *,
     late_month: int,
     last_year: int,
+    definition: str = "cell",
 ) -> pd.DataFrame:
-    """Merge firms to certified clusters on (county_code, industry_code); set timing columns.
+    """Place firms in certified clusters (by default on county_code x industry_code); set timing columns.
 
     Parameters
     ----------
@@ -74,6 +77,9 @@ def assign_clusters(
     last_year
         Last data year: firms first treated after it get ``cohort = 0`` (not yet treated within
         the data) and keep their ``batch``.
+    definition
+        Who is a member (``data.treatment``): ``cell``, ``core4``, ``county`` or ``related``,
+        see :func:`analysis.sources.clusters.membership`. ``core4`` adds ``treatment_unclear``.
 
     Returns
     -------
@@ -90,18 +96,24 @@ def assign_clusters(
     missing = [c for c in need if c not in clusters.columns]
     if missing:
         raise PanelError(f"cluster list lacks column(s) {missing}; it has {list(clusters.columns)}")
-    dup = clusters.duplicated(["county_code", "industry_code"], keep=False)
+    dup = clusters["industry_code"].notna() & clusters.duplicated(["county_code", "industry_code"], keep=False)
     if dup.any():
         raise PanelError(f"cluster list certifies the same county x industry cell twice:\n{clusters.loc[dup, need].to_string()}")
     c = clusters[need].copy()
     c["cohort"] = [cohort_from_date(d, late_month) for d in c["announced"]]
-    c["cohort"] = c["cohort"].where(c["cohort"] <= last_year, 0)
-    out = firms.drop(columns=[x for x in ("cluster_id", "batch", "cohort") if x in firms.columns])
-    out = out.merge(c.drop(columns="announced"), on=["county_code", "industry_code"], how="left", validate="many_to_one")
-    out["cluster_id"] = out["cluster_id"].astype("string")
-    out["batch"] = out["batch"].astype("Int64")
-    out["cohort"] = out["cohort"].fillna(0).astype(np.int64)
-    return out
+    c["cohort"] = c["cohort"].where(~late_cohorts(c["cohort"], last_year), NEVER_TREATED)
+    try:
+        m = cl.membership(firms, clusters, definition)
+    except cl.ClusterListError as err:
+        raise PanelError(str(err)) from None
+    info = c.set_index(c["cluster_id"].astype(str))
+    out = firms.drop(columns=[x for x in ("cluster_id", "batch", "cohort", "treatment_unclear") if x in firms.columns])
+    out["cluster_id"] = m["cluster_id"].array
+    out["batch"] = out["cluster_id"].map(info["batch"]).astype("Int64")
+    out["cohort"] = out["cluster_id"].map(info["cohort"]).fillna(NEVER_TREATED).astype(np.int64)
+    if definition == "core4":
+        out["treatment_unclear"] = m["unclear"].to_numpy()
+    return out[[*[x for x in firms.columns if x in out.columns], *[x for x in out.columns if x not in firms.columns]]]
 
 
 def event_time(df: pd.DataFrame, *, time: str = "year", cohort: str = "cohort") -> pd.Series:
@@ -127,7 +139,7 @@ def add_outcomes(df: pd.DataFrame) -> pd.DataFrame:
         out["log_investment"] = np.log(out["investment"].where(out["investment"] > 0))
     if {"value_added", "labor"} <= set(out):
         out["log_labor_productivity"] = np.log(out["value_added"] / out["labor"])
-    kinds = [c for c in ("patents_invention", "patents_utility", "patents_design") if c in out]
+    kinds = [c for c in PATENT_COLUMNS if c in out]
     if kinds:
         out["patents_total"] = out[kinds].sum(axis=1, min_count=1)
         out["any_patent"] = (out["patents_total"] > 0).astype(float).where(out["patents_total"].notna())
@@ -183,9 +195,52 @@ def _raw_panel(params: Mapping[str, Any]) -> pd.DataFrame:
         for col in ("output", "value_added", "capital", "materials", "investment"):
             if col in firms:
                 firms[col] = firms[col] * d["money_scale"]
-    clusters = read_table(_resolve(d["raw_clusters"]))
-    years = (int(firms["year"].min()), int(firms["year"].max()))
-    return assign_clusters(firms, clusters, late_month=d["late_month"], last_year=years[1])
+    clusters = cl.as_assignment(read_table(_resolve(d["raw_clusters"])))
+    last = int(firms["year"].max())
+    out = assign_clusters(firms, clusters, late_month=d["late_month"], last_year=last, definition=d["treatment"])
+    coverage = read_table(_resolve(d["clusters_coverage"])) if d.get("clusters_coverage") else None
+    policy = d["clusters_incomplete_controls"]
+    out, counties = cl.control_sample(out, clusters, complete=d["clusters_complete"], coverage=coverage, policy=policy, late_month=d["late_month"], last_year=last)
+    n = int(counties["n_dropped"].sum()) if policy == "drop" else int(out["control_unverified"].sum())
+    if n:
+        what = "dropped" if policy == "drop" else "kept, flagged control_unverified"
+        print(f"note: {n:,} firm-years outside the listed clusters in counties the incomplete list cannot vouch for were {what} (data.clusters_incomplete_controls)", file=sys.stderr)
+    if out.empty:
+        raise PanelError(
+            f"no firm-year is left: none is in a listed cluster of {d['raw_clusters']} and none in a province whose list is known complete "
+            "(data.clusters_complete: false, data.clusters_incomplete_controls: drop); supply the full list and set clusters_complete: true, or use warn"
+        )
+    provincial = cl.as_assignment(read_table(_resolve(d["raw_provincial_clusters"]))) if d.get("raw_provincial_clusters") else None
+    out = out.assign(provincial_cluster=cl.provincial_flag(out, provincial))
+    return _link_records(out, d) if d.get("raw_applications") or d.get("raw_emissions") else out
+
+
+def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
+    """Patent applications (``data.raw_applications``) and pollution records (``data.raw_emissions``)
+    linked to the panel's firms by name (``analysis.sources.patents`` / ``emissions``); their counts
+    and tonnes replace the panel's columns. The firm file needs ``firm_name`` (``former_names``,
+    ``county_name`` help)."""
+    from analysis.sources import emissions as em
+    from analysis.sources import patents as pt
+
+    if "firm_name" not in panel.columns:
+        raise ParameterError(f"data.raw_applications / data.raw_emissions are linked by firm name: {d['raw_firms']} needs a column firm_name (map it with data.rename)")
+    keep = [c for c in ("firm_id", "firm_name", "former_names", "county_code", "county_name") if c in panel.columns]
+    firms = panel[keep].drop_duplicates(["firm_id", "firm_name"], keep="last")
+    if d.get("raw_applications"):
+        if d["patent_counting"] != "whole":
+            raise ParameterError(
+                f"data.patent_counting: {d['patent_counting']!r} gives shares of co-applications, but the panel's patents_* are whole counts "
+                "(data contract, analysis.schema); use whole counting for the panel, fractional counts with analysis.sources.patents.link_patents"
+            )
+        res = pt.link_patents(pt.read_applications(_resolve(d["raw_applications"])), firms, counting=d["patent_counting"])
+        print(f"note: patent applications ({d['patent_counting']} counting): {res.report.share_linked:.1%} linked", file=sys.stderr)
+        panel = res.to_panel(panel)
+    if d.get("raw_emissions"):
+        res = em.link_emissions(em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units")), firms)
+        print(f"note: pollution records: {res.report.share_linked:.1%} linked", file=sys.stderr)
+        panel = res.to_panel(panel)
+    return panel
 
 
 def _resolve(path: str | Path) -> Path:
@@ -209,15 +264,23 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
         The panel with outcome columns added, and the :class:`~analysis.simulate.World` (or
         ``None`` for real data).
     """
-    source = params["data"]["source"]
+    source, d = params["data"]["source"], params["data"]
+    if d.get("treatment", "cell") not in cl.DEFINITIONS:
+        raise ParameterError(f"data.treatment must be one of {list(cl.DEFINITIONS)}, not {d.get('treatment')!r}")
     if source == "synthetic":
-        world = simulate_world(params)
-        firms = world.panel
+        world = simulate_world(params)  # its list is complete: every unlisted firm is a never-treated control
+        cert, years = world.params["certification"], world.params["years"]
+        firms = assign_clusters(world.panel, world.clusters, late_month=cert["late_month"], last_year=years[1], definition=d.get("treatment", "cell"))
+        firms["provincial_cluster"] = False
     elif source == "raw":
         world = None
         firms = _raw_panel(params)
     else:
         raise ParameterError(f"data.source must be 'synthetic' or 'raw', not {source!r}")
+    if "treatment_unclear" in firms:  # core4: firms the definition cannot place are neither members nor controls
+        firms = firms[~firms.pop("treatment_unclear").to_numpy(dtype=bool)]
+    if d.get("drop_provincial_clusters", False):  # robustness sample: no provincially certified firms among the controls
+        firms = firms[~(firms["provincial_cluster"].to_numpy(dtype=bool) & firms["cluster_id"].isna().to_numpy())]
     validate_panel(firms, source=str(params["data"].get("raw_firms", "synthetic world")) if source == "raw" else "panel")
     panel = add_outcomes(firms)
     return panel, world

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.domain import late_cohorts
+
 __all__ = ["PanelError", "Column", "COLUMNS", "REQUIRED", "LOG_INPUTS", "validate_panel"]
 
 
@@ -61,6 +63,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("cluster_id", "str", "-", "certified cluster the firm belongs to (missing if none)", "MIIT lists matched on county and leading industry", False),
     Column("batch", "int", "year", "certification batch of the firm's cluster (2022-2025; missing if none)", "MIIT notices", False),
     Column("cohort", "cohort", "year", "first treated year; 0 for never certified within the data years", "batch announcement date and the first-treated-year rule", True),
+    Column("provincial_cluster", "bool", "-", "the firm's county x industry cell holds a provincially certified cluster (a competing treatment)", "provincial lists, data/external/clusters_provincial.csv", False),
+    Column("control_unverified", "bool", "-", "outside every listed cluster in a county the incomplete list cannot vouch for (kept with data.clusters_incomplete_controls: warn)", "data/external/clusters_coverage.csv", False),
     Column("ownership", "str", "-", "SOE / private / foreign (incl. Hong Kong, Macau, Taiwan)", "ASIF registration type (登记注册类型)", False),
     Column("founding_year", "int", "year", "year the firm was founded", "ASIF 开业年份", False),
     Column("output", "float", "thousand yuan", "gross industrial output", "ASIF 工业总产值", False, positive=True),
@@ -177,7 +181,8 @@ def validate_panel(
             f"(certification timing is a firm attribute); examples:\n{_examples(df, varying, ['cohort'])}"
         )
     lo, hi = int(yr.min()), int(yr.max())
-    bad = (cohort != 0) & ((cohort < lo) | (cohort > hi))
+    # the one rule for late cohorts (analysis.domain.late_cohorts): a stored panel codes them 0
+    bad = ((cohort != 0) & (cohort < lo)) | late_cohorts(cohort, hi)
     if bad.any():
         raise PanelError(
             f"{where}column 'cohort' outside the data years {lo}-{hi} in {int(bad.sum())} row(s); code firms "

@@ -81,6 +81,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.config import EXTERNAL, deep_merge
+from analysis.domain import ANNOUNCEMENTS, PATENT_TYPES, POLLUTANTS, cohort_from_date
 
 __all__ = ["DEFAULTS", "OUTCOMES", "World", "simulate_world", "world_params", "cohort_from_date"]
 
@@ -120,7 +121,7 @@ DEFAULTS: dict[str, Any] = {
     "ownership": {"soe": 0.04, "foreign": 0.12},
     "sme": {"max_employment": 1000, "max_output": 400_000},  # 2011 standard; output in thousand yuan
     "certification": {
-        "announcements": {2022: "2023-01-11", 2023: "2023-10-18", 2024: "2024-09-20", 2025: "2025-11-15"},
+        "announcements": dict(ANNOUNCEMENTS),  # analysis.domain: the real batches' announcement dates
         "per_batch": 20,
         "max_per_province": 8,
         "late_month": 7,
@@ -188,8 +189,6 @@ OUTCOMES: tuple[str, ...] = (
     "log_cod_intensity",
     "log_co2_intensity",
 )
-POLLUTANTS = ("so2", "cod", "co2")
-PATENT_TYPES = ("invention", "utility", "design")
 
 
 @dataclass
@@ -219,20 +218,6 @@ def world_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """
     section = (params or {}).get("world") or {}
     return deep_merge(DEFAULTS, section, path="world")
-
-
-def cohort_from_date(date: str | pd.Timestamp, late_month: int) -> int:
-    """First treated year of a batch announced on ``date``.
-
-    The announcement year, or the next year when the notice comes in or after ``late_month``.
-
-    Examples
-    --------
-    >>> cohort_from_date("2023-10-18", late_month=7), cohort_from_date("2023-01-11", late_month=7)
-    (2024, 2023)
-    """
-    ts = pd.Timestamp(date)
-    return int(ts.year + (ts.month >= late_month))
 
 
 # ----------------------------------------------------------------------------------------

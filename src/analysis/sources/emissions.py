@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.domain import POLLUTANTS
 from analysis.io import read_table
 from analysis.sources.names import (
     LinkageError,
@@ -40,7 +41,6 @@ from analysis.sources.names import (
 __all__ = ["POLLUTANTS", "UNITS", "EmissionLinkage", "link_emissions", "read_emission_records", "to_tonnes"]
 
 #: Pollutants the panel carries (tonnes a year).
-POLLUTANTS: tuple[str, ...] = ("so2", "cod", "co2")
 
 #: Unit spellings -> factor to tonnes.
 UNITS: dict[str, float] = {

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.domain import PATENT_TYPES
 from analysis.io import read_table
 from analysis.sources.names import (
     LinkageError,
@@ -45,7 +46,6 @@ from analysis.sources.names import (
 __all__ = ["PATENT_TYPES", "PatentLinkage", "link_patents", "patent_type_from_number", "read_applications", "recode_patent_type"]
 
 #: Patent types and the panel columns their counts become.
-PATENT_TYPES: tuple[str, ...] = ("invention", "utility", "design")
 
 _TYPE_WORDS = {
     "invention": "invention",

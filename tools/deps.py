@@ -1,14 +1,15 @@
 """Which source files each notebook depends on, as Makefile rules (standard library only).
 
-The Makefile includes the output of ``python3 src/analysis/deps.py`` so that changing one module
-re-runs only the notebooks that import it, directly or through other modules of ``analysis``.
+A build step, not part of the analysis package: the Makefile includes the output of
+``python3 tools/deps.py`` so that changing one module re-runs only the notebooks that import it,
+directly or through other modules of ``analysis``.
 It reads the notebooks' code cells and the modules' imports with :mod:`ast`; nothing is
 imported or run, so it works before the virtual environment exists.
 
 Usage::
 
-    python3 src/analysis/deps.py NOTEBOOK [NOTEBOOK ...] > build/deps.mk
-    python3 src/analysis/deps.py --modules analysis.panel     # files a module depends on
+    python3 tools/deps.py NOTEBOOK [NOTEBOOK ...] > build/deps.mk
+    python3 tools/deps.py --modules analysis.panel     # files a module depends on
 
 prints, for notebook ``notebooks/03_productivity.ipynb``, a line
 ``NB_DEPS_03_productivity := src/analysis/tfp.py src/analysis/results.py ...``.
@@ -90,6 +91,7 @@ def notebook_imports(path: Path) -> set[str]:
 
 
 def main(argv: list[str]) -> int:
+    """Print the dependency lines (see the module docstring); run from the project root."""
     root = Path.cwd()
     src = root / "src"
     if argv[:1] == ["--modules"]:  # files of the given modules and their imports, one line
