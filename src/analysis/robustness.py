@@ -202,9 +202,9 @@ def cohorts_for_late_month(panel: pd.DataFrame, announcements: pd.Series, late_m
     """Each row's first treated year under another announcement-month cut-off (0 if after the data).
 
     A cluster announced in or after month ``late_month`` is first treated the next year
-    (:func:`analysis.simulate.cohort_from_date`); firms outside certified clusters get 0.
+    (:func:`analysis.domain.cohort_from_date`); firms outside certified clusters get 0.
     """
-    from analysis.simulate import cohort_from_date
+    from analysis.domain import cohort_from_date
 
     last = int(panel["year"].max()) if last_year is None else last_year
     ids = panel["cluster_id"].astype("string")
