@@ -117,7 +117,7 @@ def worker(task: str, path: str, n: int) -> dict:
 
 
 def run(task: str, path: str, n: int) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--worker", task, "--data", path, "--n", str(n)], capture_output=True, text=True, env=os.environ.copy())
+    res = subprocess.run([sys.executable, __file__, "--worker", task, "--data", path, "--n", str(n)], capture_output=True, text=True, env=os.environ.copy(), check=False)
     if res.returncode != 0:
         return {"task": task, "error": (res.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -106,13 +106,13 @@ def test_fit_variant_equals_the_estimators_at_every_level(panel, estimator):
     for name, col in levels.items():
         if estimator == "cs_dr":
             ref = att_gt(panel, "log_labor_productivity", "firm_id", "year", "cohort", cluster=col).aggregate("simple")
-            tol = dict(abs=1e-10)
+            tol = {"abs": 1e-10}
         elif estimator == "imputation":
             ref = imputation(panel, "log_labor_productivity", "firm_id", "year", "cohort", cluster=col, aggregate="static")
-            tol = dict(abs=1e-10)
+            tol = {"abs": 1e-10}
         else:
             ref = twfe(panel, "log_labor_productivity", "firm_id", "year", "cohort", cluster=col)
-            tol = dict(rel=1e-4)
+            tol = {"rel": 1e-4}
         assert out.loc[name, "estimate"] == pytest.approx(float(ref.coef()["ATT"]), abs=1e-8)
         assert out.loc[name, "std_error"] == pytest.approx(float(ref.se()["ATT"]), **tol)
         assert out.loc[name, "n_clusters"] == panel[col].nunique() or estimator != "cs_dr"

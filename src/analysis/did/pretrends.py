@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["pretrend_power", "slope_for_power", "pretrend_diagnostics", "event_study_arrays"]
+__all__ = ["event_study_arrays", "pretrend_diagnostics", "pretrend_power", "slope_for_power"]
 
 
 def _pass_probability(sigma: np.ndarray, mean: np.ndarray, alpha: float) -> float:
