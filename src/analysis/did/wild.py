@@ -378,7 +378,9 @@ class LinearDesign:
         if self.estimator == "imputation":
             c = self.parts["c"]
             return float(c @ self.y)
-        return float(np.linalg.lstsq(self.X, self.y, rcond=None)[0][0])
+        if "_beta0" not in self.parts:
+            self.parts["_beta0"] = np.array([np.linalg.solve(self.X.T @ self.X, self.X.T @ self.y)[0]])
+        return float(self.parts["_beta0"][0])
 
     def std_error(self, cluster: Any) -> float:
         """Cluster-robust standard error of the estimate for one cluster label per row of ``frame``.
@@ -392,10 +394,11 @@ class LinearDesign:
         if self.estimator == "imputation":
             return _bjs_se(self.parts, codes, G)
         n, k = self.X.shape
-        XXinv = np.linalg.inv(self.X.T @ self.X)
-        beta = XXinv @ (self.X.T @ self.y)
-        u = self.y - self.X @ beta
-        s = _group_sums(self.X * u[:, None], codes, G) @ XXinv[:, 0]
+        if "_h" not in self.parts:              # each row's contribution to the coefficient's score
+            XXinv = np.linalg.inv(self.X.T @ self.X)
+            u = self.y - self.X @ (XXinv @ (self.X.T @ self.y))
+            self.parts["_h"] = (self.X @ XXinv[:, 0]) * u
+        s = np.bincount(codes, weights=self.parts["_h"], minlength=G)
         return float(np.sqrt((n - 1) / (n - k) * G / (G - 1) * np.sum(s**2)))
 
 
