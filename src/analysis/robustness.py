@@ -1177,9 +1177,9 @@ def spec_curve_plot(spec: pd.DataFrame, *, main_estimate: float | None = None, t
 
     from analysis.plots import PALETTE
 
+    options = [(dim, opt) for dim in dimensions for opt in dict.fromkeys(spec[dim].astype(str))]
     d = spec.sort_values(["estimate", "std_error"]).reset_index(drop=True)
     x = np.arange(len(d))
-    options = [(dim, opt) for dim in dimensions for opt in dict.fromkeys(d[dim].astype(str))]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4 + 0.22 * len(options)), sharex=True,
                                       gridspec_kw={"height_ratios": [3, max(1.5, 0.22 * len(options))]})
     sig = (d["p_value"] < alpha).to_numpy()

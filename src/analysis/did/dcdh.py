@@ -128,6 +128,7 @@ class TWFEWeights:
             ax.bar(x, part["weight"], width=width, color=PALETTE[i % len(PALETTE)], label=f"cohort {int(g)}" if g is not None else None)
             ax.bar(x, part["negative"], width=width, color="none", edgecolor="black", hatch="//", lw=0.5)
         ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(sorted(int(v) for v in t["time"].unique()))
         ax.set_xlabel("year")
         ax.set_ylabel("sum of TWFE weights")
         ax.set_title(title or f"de Chaisemartin-D'Haultfoeuille weights of the TWFE estimate: {self.outcome}")

@@ -415,10 +415,10 @@ class RIResult:
         if analytic_p is not None and np.isfinite(analytic_p):
             text += f"\nanalytic p = {analytic_p:.3f}"
         ax.text(0.02, 0.95, text, transform=ax.transAxes, va="top", fontsize="small")
-        ax.set_xlabel(f"{self.label}: estimate under reassigned certification")
+        ax.set_xlabel("estimate under reassigned certification")
         ax.set_ylabel("draws")
         ax.set_title(title or f"Randomization inference: {self.outcome}")
-        ax.legend(frameon=False, fontsize="small", loc="upper right")
+        ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(0.0, 0.84))
         return ax.figure
 
     def __repr__(self) -> str:
