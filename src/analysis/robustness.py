@@ -713,7 +713,11 @@ def pretrend_test(es: EstimationResult, event_times: Sequence[int] | None = None
     The adapter through which every pre-trend and anticipation test here goes: it calls
     :func:`analysis.effects.pretrend_test` (chi-squared Wald test of the pre-period rows).
     """
-    from analysis.effects import pretrend_test as _test
+    from analysis.effects import pretrend_test as _effects_test
+
+    def _test(e):  # a dict today; a result object with stat / df / p_value attributes is accepted too
+        r = _effects_test(e)
+        return r if isinstance(r, dict) else {"stat": float(r.stat), "df": r.df, "p_value": float(r.p_value)}
 
     if event_times is None:
         return _test(es)
