@@ -39,16 +39,17 @@ REPORT_STAMP := reports/.config
 RUN_NOTEBOOK := tools/run_notebook.py
 
 # notebooks run once on the parameter set; 04_effects and 06_robustness run once per outcome family
-SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb notebooks/06_robustness.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb notebooks/06_robustness.ipynb notebooks/07_validation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
 FAMILIES := $(patsubst config/effects_%.yaml,%,$(wildcard config/effects_*.yaml))
 EFFECTS := $(if $(wildcard notebooks/04_effects.ipynb),$(addprefix effects_,$(FAMILIES)))
 SUMMARY := $(if $(wildcard notebooks/05_summary.ipynb),summary)
 ROBUSTNESS := $(if $(wildcard notebooks/06_robustness.ipynb),$(addprefix robustness_,$(FAMILIES)))
-PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY) $(ROBUSTNESS)
+VALIDATION := $(if $(wildcard notebooks/07_validation.ipynb),validation)
+PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY) $(ROBUSTNESS) $(VALIDATION)
 EXECUTED := $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(PAGES)))
 HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 
-.PHONY: all env data notebooks reports test test-slow browser bench lab clean clean-all help lock FORCE
+.PHONY: all env data notebooks reports test test-slow browser bench lab clean clean-all help lock validation clean-validation FORCE
 .DEFAULT_GOAL := all
 
 all: reports ## create the environment if missing, build the data, run the notebooks, publish reports/
@@ -132,6 +133,28 @@ $(BUILD_DIR)/robustness_%.ipynb: notebooks/06_robustness.ipynb config/effects_%.
 	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
 
 $(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+	$(call papermill,$<,config/$(CONFIG).yaml,)
+
+# ---------------------------------------------------------------------------------------------
+# Monte Carlo validation (analysis.montecarlo, config/validation.yaml). Not part of `make all`: the
+# validation page shows the stored results of the last `make validation` run if there are any (the
+# store's run.json is a prerequisite, so a new run rebuilds the page), else a tiny run, and says which.
+#   make validation R=200 [DESIGNS=clean,dynamic] [CLUSTER=local|slurm|pbs|tcp://host:8786] [WORKERS=n]
+MC_STORE := data/montecarlo/validation
+R ?=
+DESIGNS ?=
+CLUSTER ?=
+WORKERS ?=
+MC_ARGS := $(if $(R),-R $(R)) $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
+
+validation: $(ENV_STAMP) ## Monte Carlo validation: R=200 DESIGNS=a,b CLUSTER=local|slurm|pbs|address WORKERS=n (resumes), then its page
+	python -m analysis.montecarlo $(MC_ARGS)
+	$(MAKE) reports/validation.html
+
+clean-validation: ## remove the stored Monte Carlo results (make clean keeps them)
+	rm -rf $(MC_STORE)
+
+$(BUILD_DIR)/validation.ipynb: notebooks/07_validation.ipynb config/validation.yaml $(wildcard $(MC_STORE)/run.json) $(NB_DEPS_07_validation) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
 # ---------------------------------------------------------------------------------------------

@@ -27,10 +27,11 @@ module_closure, notebook_imports = _deps.module_closure, _deps.notebook_imports
 
 
 # --- parameter sets ------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("effects_")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("effects_") and p.stem != "validation"), ids=lambda p: p.stem)
 def test_every_parameter_set_loads(path):
     """Each parameter set in config/ merges over default.yaml without unknown keys (effects_*.yaml are
-    outcome-family specifications, checked in test_effects)."""
+    outcome-family specifications, checked in test_effects; validation.yaml is the Monte Carlo specification,
+    checked in test_montecarlo)."""
     params = load_params(path.stem)
     assert params["config"] == path.stem
 

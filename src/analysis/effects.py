@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
-from analysis.config import CONFIG_DIR, ParameterError, processed_dir
+from analysis.config import CONFIG_DIR, INTERIM, ParameterError, processed_dir
 from analysis.io import progress_options, write_parquet
 from analysis.results import EstimationResult, check_tidy, tidy_frame, wide_table
 
@@ -496,13 +496,14 @@ def honest_sensitivity(
     did: Mapping[str, Any],
     *,
     restriction: str = "relative_magnitude",
+    cache_dir: Path | None = INTERIM / "cache" / "honest_did",
 ) -> tuple[EstimationResult, pd.DataFrame]:
     """HonestDiD robust confidence sets for the first post-period effect of the main estimator.
 
     Follows Rambachan and Roth (2023) with Callaway-Sant'Anna: the event study uses a universal
     base period (event time -1), so pre-period coefficients are comparable placebos. ``M`` runs
     over ``did["honest_mbar"]`` (Mbar for relative magnitudes). Results are cached by input hash
-    (see :func:`analysis.did.honest.honest_did`).
+    in ``cache_dir`` (``None``: no cache; see :func:`analysis.did.honest.honest_did`).
     """
     from analysis.did.event_study import event_study
     from analysis.did.honest import honest_did
@@ -510,7 +511,7 @@ def honest_sensitivity(
     lo, hi = did["window"]
     es = event_study(data, outcome, "firm_id", "year", "cohort", estimator="cs", cluster=did["cluster"], base_period="universal", min_e=lo, max_e=hi)
     mbar = [m for m in did["honest_mbar"] if m > 0]
-    sens = honest_did(es, restriction=restriction, M=mbar, alpha=did["alpha"]).tidy()
+    sens = honest_did(es, restriction=restriction, M=mbar, alpha=did["alpha"], cache_dir=cache_dir).tidy()
     return es, sens
 
 

@@ -5,7 +5,7 @@
   :func:`imputation` (Borusyak, Jaravel and Spiess 2024), :func:`stacked` (Wing, Freedman and
   Hollingsworth 2024);
 - :func:`event_study` (any of them as an event study, same columns), :func:`bacon_decomp`
-  (Goodman-Bacon 2021), :func:`honest_did` (Rambachan and Roth 2023, via moderndid).
+  (Goodman-Bacon 2021), :func:`honest_did` (Rambachan and Roth 2023).
 """
 
 from analysis.did.att_gt import att_gt

@@ -1,0 +1,1046 @@
+"""Monte Carlo validation: every estimator's bias, RMSE, coverage and pre-test size over many worlds.
+
+One synthetic world shows that the estimators recover one truth; this module shows their
+sampling behaviour. For each *design* of ``config/validation.yaml`` (a world, a sample rule and
+the outcomes to estimate) and each replication ``r = 0, ..., R - 1`` it simulates a world
+(:func:`analysis.simulate.simulate_world`), builds the panel (:func:`analysis.panel.add_outcomes`),
+estimates TFP where an outcome needs it (:func:`analysis.tfp.estimate_production`), runs every
+estimator of ``did.estimators`` through :func:`analysis.effects.run_estimator` (exactly what the
+effect reports run) and compares each estimate with the world's known truth. :func:`summarize`
+turns the stored replications into tables: bias, RMSE, coverage of the 95 % confidence intervals
+(pointwise, and uniform sup-t bands over the post-treatment event times), rejection rates of the
+pre-trend test (size where parallel trends hold, power where they do not), mean runtime, each with
+its Monte Carlo standard error.
+
+The engine is Dask distributed. :func:`open_client` starts a ``LocalCluster`` sized to the
+machine by default; ``engine.cluster: slurm`` or ``pbs`` starts a ``dask_jobqueue`` cluster
+instead, and a scheduler address (``tcp://host:8786``) connects to a running one. Everything else
+is the same code path.
+
+Guarantees
+----------
+- **Reproducible whatever the number of workers or the completion order.** Replication ``r``
+  draws from ``numpy.random.SeedSequence(seed).spawn(R)[r]`` (the same child for any ``R > r``),
+  and every design uses the same replication seeds (common random numbers: design differences
+  are not blurred by different draws). Each task runs single-threaded BLAS.
+- **Written as soon as it finishes.** One parquet file per replication and design,
+  ``<store>/<design>/rep_<r>.parquet``, written atomically (:func:`analysis.io.write_parquet`).
+- **Restartable.** A run that is stopped (or killed) and started again computes only the
+  replications without a file; a larger ``R`` later adds replications to the same store.
+- **Nothing dropped silently.** An estimator that raises is a row with ``status = "error"``,
+  its message and the replication's seed; a replication whose task itself fails (e.g. its worker
+  is killed repeatedly) is stored the same way.
+
+:func:`map_draws` maps any function over seeds on the same engine (or in a plain local loop), for
+randomization inference or bootstrap loops with many draws.
+
+Examples
+--------
+>>> spec = load_validation()
+>>> sorted(spec["designs"])[:3]
+['anticipation', 'balanced', 'clean']
+>>> [s.spawn_key for s in replication_seeds(1, 3)]
+[(0,), (1,), (2,)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from analysis.config import CONFIG_DIR, ROOT, ParameterError
+from analysis.io import progress_options, write_parquet, write_text
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "RunReport",
+    "acceptance",
+    "completed",
+    "coverage_table",
+    "design_world",
+    "load_results",
+    "load_validation",
+    "main",
+    "map_draws",
+    "open_client",
+    "plot_bias",
+    "plot_coverage",
+    "plot_event_bias",
+    "plot_pretrend",
+    "pretrend",
+    "replicate",
+    "replication_seeds",
+    "results_for_report",
+    "run_validation",
+    "settings_against_study",
+    "stored_run",
+    "summarize",
+    "uniform_band",
+]
+
+#: columns of every stored replication frame (one row per estimate, pre-test or error)
+RESULT_COLUMNS: tuple[str, ...] = (
+    "design", "replication", "outcome", "estimator", "kind", "event_time",
+    "estimate", "std_error", "conf_low", "conf_high", "band_low", "band_high", "truth",
+    "stat", "df", "p_value", "n_obs", "runtime_s", "status", "error", "seed", "world_seed",
+    "treated_cells", "never_treated_share",
+)
+KINDS = ("simple", "event", "pretrend", "replication")
+SPEC_KEYS = {"seed", "replications", "tiny", "store", "outcomes", "did", "world", "tfp", "engine", "designs"}
+DESIGN_KEYS = {"label", "role", "outcomes", "world", "never_treated_keep", "estimators", "max_replications"}
+ENGINE_KEYS = {"cluster", "n_workers", "threads_per_worker", "memory_limit", "dashboard_address", "jobqueue", "jobs"}
+#: environment of every worker process: one thread for BLAS, OpenMP, numba and Rust (pyfixest)
+WORKER_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the design grid
+# ---------------------------------------------------------------------------------------------
+def load_validation(name: str | Path = "validation", *, config_dir: Path | None = None) -> dict[str, Any]:
+    """Read and check the Monte Carlo specification ``config/<name>.yaml``.
+
+    Every design's world is resolved (``world`` of the file, then the design's ``world``, over
+    :data:`analysis.simulate.DEFAULTS`), so a misspelt parameter stops here, before any work.
+
+    Raises
+    ------
+    ParameterError
+        Naming the file and the key: a missing file, an unknown key, an outcome without a truth,
+        an unknown estimator or role.
+    """
+    import yaml
+
+    from analysis.effects import ESTIMATOR_LABELS
+
+    folder = Path(config_dir) if config_dir is not None else CONFIG_DIR
+    path = Path(name) if str(name).endswith((".yaml", ".yml")) else folder / f"{name}.yaml"
+    if not path.is_file():
+        raise ParameterError(f"Monte Carlo specification {path} not found")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(spec) - SPEC_KEYS
+    if unknown:
+        raise ParameterError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(SPEC_KEYS)}")
+    for key in ("seed", "outcomes", "did", "designs"):
+        if key not in spec:
+            raise ParameterError(f"{path}: key '{key}' is missing")
+    spec.setdefault("replications", 100)
+    spec.setdefault("tiny", {"replications": 2, "designs": [next(iter(spec["designs"]))]})
+    spec.setdefault("store", "data/montecarlo/validation")
+    spec.setdefault("world", {})
+    spec.setdefault("tfp", {})
+    spec["engine"] = {"cluster": "local", "n_workers": None, "threads_per_worker": 1, "memory_limit": "auto",
+                      "dashboard_address": ":0", "jobqueue": {}, "jobs": 1, **(spec.get("engine") or {})}
+    bad = set(spec["engine"]) - ENGINE_KEYS
+    if bad:
+        raise ParameterError(f"{path}: unknown engine key(s) {sorted(bad)}; known: {sorted(ENGINE_KEYS)}")
+    did = spec["did"]
+    for est in did["estimators"]:
+        if est not in ESTIMATOR_LABELS:
+            raise ParameterError(f"{path}: did.estimators: unknown estimator {est!r}; known: {list(ESTIMATOR_LABELS)}")
+    designs = {}
+    for dname, d in spec["designs"].items():
+        d = dict(d or {})
+        bad = set(d) - DESIGN_KEYS
+        if bad:
+            raise ParameterError(f"{path}: design '{dname}': unknown key(s) {sorted(bad)}; known: {sorted(DESIGN_KEYS)}")
+        d.setdefault("label", dname)
+        d.setdefault("role", "size")
+        if d["role"] not in ("size", "power"):
+            raise ParameterError(f"{path}: design '{dname}': role must be 'size' (parallel trends hold) or 'power', not {d['role']!r}")
+        d.setdefault("outcomes", list(spec["outcomes"])[:1])
+        for o in d["outcomes"]:
+            if o not in spec["outcomes"]:
+                raise ParameterError(f"{path}: design '{dname}': outcome {o!r} is not in 'outcomes' ({list(spec['outcomes'])})")
+        d.setdefault("estimators", list(did["estimators"]))
+        for est in d["estimators"]:
+            if est not in ESTIMATOR_LABELS:
+                raise ParameterError(f"{path}: design '{dname}': unknown estimator {est!r}")
+        d.setdefault("never_treated_keep", 1.0)
+        d.setdefault("max_replications", None)
+        try:
+            d["world_params"] = design_world(spec, d)
+        except ParameterError as exc:
+            raise ParameterError(f"{path}: design '{dname}': {exc}") from None
+        designs[dname] = d
+    spec["designs"] = designs
+    spec["name"] = path.stem
+    return spec
+
+
+def design_world(spec: Mapping[str, Any], design: Mapping[str, Any]) -> dict[str, Any]:
+    """The full world parameters of a design: the spec's ``world``, then the design's, over the defaults."""
+    from analysis.simulate import world_params
+
+    merged = _merge_free(spec.get("world") or {}, design.get("world") or {})
+    return world_params({"world": merged})
+
+
+def _merge_free(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        out[k] = _merge_free(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else copy.deepcopy(v)
+    return out
+
+
+def replication_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
+    """``numpy.random.SeedSequence(seed).spawn(n)``: replication ``r``'s stream, the same for every ``n > r``."""
+    return np.random.SeedSequence(seed).spawn(n)
+
+
+def _design_replications(spec: Mapping[str, Any], design: str, replications: int) -> int:
+    cap = spec["designs"][design].get("max_replications")
+    return replications if cap is None else min(replications, int(cap))
+
+
+# ---------------------------------------------------------------------------------------------
+# one replication
+# ---------------------------------------------------------------------------------------------
+def pretrend(event: Any) -> dict[str, float]:
+    """The pre-trend test the reports print, on one event study: ``{"stat", "df", "p_value"}``.
+
+    The single place where the Monte Carlo calls the pre-test (now
+    :func:`analysis.effects.pretrend_test`, a joint Wald test of the pre-period coefficients); swap
+    it here when the reports' test changes, and the size and power tables follow.
+    """
+    from analysis.effects import pretrend_test
+
+    return pretrend_test(event)
+
+
+def uniform_band(estimate: np.ndarray, vcov: np.ndarray, *, alpha: float = 0.05, rng: np.random.Generator, draws: int = 20_000) -> tuple[np.ndarray, np.ndarray, float]:
+    """A sup-t uniform band from an estimate's covariance (Montiel Olea and Plagborg-Moller 2019).
+
+    The critical value is the ``1 - alpha`` quantile of ``max_j |Z_j|`` with ``Z ~ N(0, R)`` and
+    ``R`` the correlation matrix of ``vcov``, drawn ``draws`` times from ``rng``; the band covers
+    all coefficients at once with probability ``1 - alpha`` when the estimates are normal with
+    that covariance.
+
+    Examples
+    --------
+    >>> lo, hi, c = uniform_band(np.zeros(2), np.eye(2), rng=np.random.default_rng(0), draws=200_000)
+    >>> round(c, 1)  # two independent coefficients: the Sidak value, Phi^-1((1 + sqrt(0.95)) / 2) = 2.236
+    2.2
+    """
+    est = np.asarray(estimate, float)
+    V = np.asarray(vcov, float)
+    se = np.sqrt(np.clip(np.diag(V), 0, None))
+    if est.size == 0 or not np.all(np.isfinite(V)) or np.any(se <= 0):
+        nan = np.full(est.shape, np.nan)
+        return nan, nan, float("nan")
+    R = V / np.outer(se, se)
+    w, Q = np.linalg.eigh((R + R.T) / 2)
+    L = Q * np.sqrt(np.clip(w, 0, None))
+    z = rng.standard_normal((draws, est.size)) @ L.T
+    crit = float(np.quantile(np.abs(z).max(axis=1), 1 - alpha))
+    return est - crit * se, est + crit * se, crit
+
+
+def _panel_for(design: Mapping[str, Any], outcomes: Sequence[str], world: Any, rng: np.random.Generator, tfp: Mapping[str, Any], notes: dict) -> pd.DataFrame:
+    """The analysis panel of one replication: outcomes added, the design's sample, TFP if needed."""
+    from analysis.panel import add_outcomes
+
+    panel = add_outcomes(world.panel)
+    keep = float(design.get("never_treated_keep", 1.0))
+    if keep < 1.0:
+        never = panel.loc[panel["cohort"] == 0, "cell_id"].unique()
+        never.sort()
+        drop = never[rng.random(never.size) >= keep]
+        panel = panel[~panel["cell_id"].isin(drop)].reset_index(drop=True)
+    if "tfp_true" in outcomes:
+        latent = world.latent[["firm_id", "year", "omega"]].rename(columns={"omega": "tfp_true"})
+        panel = panel.merge(latent, on=["firm_id", "year"], how="left", validate="one_to_one")
+    if "tfp_acf" in outcomes:
+        t0 = time.perf_counter()
+        panel["tfp_acf"] = _tfp(panel, tfp)
+        notes["tfp_runtime_s"] = time.perf_counter() - t0
+    return panel
+
+
+def _tfp(panel: pd.DataFrame, tfp: Mapping[str, Any]) -> pd.Series:
+    """Log TFP by the study's production function (value added, ACF unless ``tfp.method`` says)."""
+    from analysis.tfp import estimate_production
+
+    d = panel.copy()
+    g = d["cohort"].fillna(0)
+    d["certified"] = ((g > 0) & (d["year"] >= g)).astype(float)
+    need = ["log_value_added", "log_labor", "log_capital", "log_materials"]
+    d = d.dropna(subset=need)
+    fit = estimate_production(
+        d, output="log_value_added", free=["log_labor"], state=["log_capital"], proxy="log_materials",
+        method=tfp.get("method", "acf"), time_effects=tfp.get("time_effects", True),
+        group_effects=tfp.get("group_effects", "industry_code"), markov_controls=tfp.get("markov_controls", ["certified"]) or None,
+        se="none", n_boot=1, progress=False,
+    )
+    return fit.tfp.reindex(panel.index)
+
+
+def _estimate_rows(name: str, res: Mapping[str, Any], truth: pd.DataFrame, column: str, truth_name: str, *, alpha: float, rng: np.random.Generator) -> list[dict]:
+    """Rows of one estimator's results: the overall ATT, the post event times, the pre-test."""
+    from analysis.effects import attach_truth, attach_truth_overall
+
+    mapping = {column: truth_name}
+    rows: list[dict] = []
+    simple = attach_truth_overall(res["simple"].tidy(), truth, mapping)
+    s = simple.iloc[0]
+    rows.append({"kind": "simple", "event_time": np.nan, **{k: s[k] for k in ("estimate", "std_error", "conf_low", "conf_high", "truth", "p_value", "n_obs")}})
+    ev = res["event"]
+    t = attach_truth(ev.tidy(), truth, mapping, "event")
+    post = t[t["event_time"] >= 0].sort_values("event_time")
+    lo = hi = np.full(len(post), np.nan)
+    if ev.vcov is not None and len(post):
+        V = ev.vcov.loc[post["term"], post["term"]].to_numpy()
+        lo, hi, _ = uniform_band(post["estimate"].to_numpy(), V, alpha=alpha, rng=rng)
+    for (_, r), bl, bh in zip(post.iterrows(), lo, hi):
+        rows.append({"kind": "event", "event_time": float(r["event_time"]), "band_low": bl, "band_high": bh,
+                     **{k: r[k] for k in ("estimate", "std_error", "conf_low", "conf_high", "truth", "p_value", "n_obs")}})
+    test = pretrend(ev)
+    rows.append({"kind": "pretrend", "event_time": np.nan, "stat": test["stat"], "df": test["df"], "p_value": test["p_value"]})
+    return rows
+
+
+def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.random.SeedSequence | None = None) -> pd.DataFrame:
+    """One replication of one design: simulate, build the panel, estimate, compare with the truth.
+
+    Parameters
+    ----------
+    spec
+        The specification from :func:`load_validation`.
+    design
+        A design name of ``spec["designs"]``.
+    replication
+        The replication index ``r``; its seed is ``replication_seeds(spec["seed"], r + 1)[r]``
+        unless ``seed`` is given.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`RESULT_COLUMNS`; ``kind`` is ``simple`` (the overall ATT), ``event`` (one row per
+        post-treatment event time, with the sup-t band), ``pretrend`` (the pre-test), or
+        ``replication`` (a failure before any estimator ran). Never raises: a failure is a row
+        with ``status = "error"`` and the traceback's last line in ``error``.
+
+    Examples
+    --------
+    >>> spec = load_validation()
+    >>> spec["designs"]["clean"]["world_params"]["n_firms"] = 1500
+    >>> out = replicate(spec, "clean", 0)
+    >>> sorted(out["kind"].unique()), bool((out["status"] == "ok").all())
+    (['event', 'pretrend', 'replication', 'simple'], True)
+    """
+    from threadpoolctl import threadpool_limits
+
+    from analysis.effects import run_estimator
+    from analysis.simulate import simulate_world
+
+    seed = seed if seed is not None else replication_seeds(int(spec["seed"]), replication + 1)[replication]
+    d = spec["designs"][design]
+    ss_world, ss_sample, ss_band = seed.spawn(3)
+    world_seed = int(ss_world.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    base = {"design": design, "replication": int(replication), "seed": f"SeedSequence({spec['seed']}).spawn(R)[{replication}]", "world_seed": world_seed}
+    rows: list[dict] = []
+    did = spec["did"]
+    with threadpool_limits(1):
+        t0 = time.perf_counter()
+        try:
+            world = simulate_world({"world": d["world_params"]}, seed=world_seed)
+            notes: dict = {}
+            panel = _panel_for(d, d["outcomes"], world, np.random.default_rng(ss_sample), spec.get("tfp") or {}, notes)
+        except Exception as exc:  # noqa: BLE001 - recorded, not dropped
+            return _frame([{**base, "kind": "replication", "status": "error", "error": _error_text(exc), "runtime_s": time.perf_counter() - t0}])
+        rows.append({**base, "kind": "replication", "status": "ok", "runtime_s": time.perf_counter() - t0, "estimator": "world", "n_obs": len(panel),
+                     "treated_cells": panel.loc[panel["cohort"] > 0, "cell_id"].nunique(), "never_treated_share": float((panel["cohort"] == 0).mean())})
+        band_rng = np.random.default_rng(ss_band)
+        for column in d["outcomes"]:
+            data = panel.dropna(subset=[column])
+            for est in d["estimators"]:
+                t1 = time.perf_counter()
+                try:
+                    res = run_estimator(est, data, column, cluster=did["cluster"], window=tuple(did["window"]), alpha=did["alpha"], n_boot=0)
+                    part = _estimate_rows(est, res, world.truth, column, spec["outcomes"][column], alpha=did["alpha"], rng=band_rng)
+                    status, error = "ok", None
+                except Exception as exc:  # noqa: BLE001 - recorded with its seed
+                    part, status, error = [{"kind": "simple", "event_time": np.nan}], "error", _error_text(exc)
+                runtime = time.perf_counter() - t1
+                for r in part:
+                    rows.append({**base, "outcome": column, "estimator": est, "status": status, "error": error, "runtime_s": runtime, **r})
+    return _frame(rows)
+
+
+def _error_text(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows).reindex(columns=list(RESULT_COLUMNS))
+    for c in ("design", "outcome", "estimator", "kind", "status", "error", "seed"):
+        out[c] = out[c].astype("string")
+    for c in ("event_time", "estimate", "std_error", "conf_low", "conf_high", "band_low", "band_high", "truth", "stat", "df", "p_value", "n_obs", "runtime_s",
+              "treated_cells", "never_treated_share"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+    out["replication"] = out["replication"].astype(np.int64)
+    out["world_seed"] = pd.array(out["world_seed"], dtype="Int64")
+    return out
+
+
+def _failed_task_frame(design: str, replication: int, spec: Mapping[str, Any], exc: BaseException) -> pd.DataFrame:
+    """The record of a replication whose task failed on the cluster (e.g. its worker died repeatedly)."""
+    return _frame([{"design": design, "replication": replication, "kind": "replication", "status": "error",
+                    "error": f"task failed on the cluster: {type(exc).__name__}: {exc}",
+                    "seed": f"SeedSequence({spec['seed']}).spawn(R)[{replication}]"}])
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+# ---------------------------------------------------------------------------------------------
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def open_client(engine: Mapping[str, Any] | str | None = None, *, n_workers: int | None = None, quiet: bool = False) -> Iterator[Any]:
+    """A ``dask.distributed.Client`` on the cluster ``engine`` describes; closed (with its cluster) on exit.
+
+    Parameters
+    ----------
+    engine
+        ``"local"`` (default), ``"slurm"``, ``"pbs"``, a scheduler address (``"tcp://host:8786"``), or
+        a mapping with ``cluster`` (one of those) and its options: ``n_workers`` (local workers; default
+        the machine's cores), ``threads_per_worker`` (1: replications are single-threaded),
+        ``memory_limit``, ``dashboard_address``, ``jobqueue`` (keyword arguments of
+        ``dask_jobqueue.SLURMCluster`` / ``PBSCluster``: ``cores``, ``memory``, ``walltime``,
+        ``queue``, ``account``, ``job_script_prologue`` ...) and ``jobs`` (batch jobs to start).
+    n_workers
+        Overrides ``engine["n_workers"]`` (local) or ``engine["jobs"]`` (SLURM, PBS).
+    quiet
+        Do not print the cluster and dashboard lines.
+
+    Every worker process gets :data:`WORKER_ENV` (one thread for BLAS, OpenMP, numba and Rust),
+    so workers do not fight over the cores; replications also cap BLAS themselves.
+    """
+    from distributed import Client
+
+    eng = {"cluster": engine} if isinstance(engine, str) or engine is None else dict(engine)
+    kind = eng.get("cluster") or "local"
+    cluster = None
+    if kind == "local":
+        from distributed import LocalCluster
+
+        n = int(n_workers or eng.get("n_workers") or _cores())
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=int(eng.get("threads_per_worker") or 1), processes=True,
+            memory_limit=eng.get("memory_limit", "auto"), dashboard_address=eng.get("dashboard_address", ":0"),
+            env=dict(WORKER_ENV), silence_logs=40,
+        )
+    elif kind in ("slurm", "pbs"):
+        import dask_jobqueue
+
+        cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
+        kwargs = dict(eng.get("jobqueue") or {})
+        prologue = list(kwargs.pop("job_script_prologue", []) or [])
+        prologue += [f"export {k}={v}" for k, v in WORKER_ENV.items()]
+        cluster = cls(job_script_prologue=prologue, **kwargs)
+        cluster.scale(jobs=int(n_workers or eng.get("jobs") or 1))
+    elif "://" in str(kind):
+        pass
+    else:
+        raise ParameterError(f"engine.cluster must be 'local', 'slurm', 'pbs' or a scheduler address (tcp://host:port), not {kind!r}")
+    client = Client(cluster) if cluster is not None else Client(kind)
+    try:
+        if not quiet:
+            print(_describe(client, kind), file=sys.stderr)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _describe(client: Any, kind: str) -> str:
+    try:
+        import bokeh  # noqa: F401
+
+        dash = f"dashboard: {client.dashboard_link}"
+    except ImportError:
+        dash = "dashboard: not available (it needs the bokeh package: pip install 'bokeh>=3.1')"
+    n = len(client.scheduler_info().get("workers", {}))
+    return f"Dask {kind} cluster, scheduler {client.scheduler.address}, {n} worker(s) now; {dash}"
+
+
+@dataclass
+class RunReport:
+    """What :func:`run_validation` did."""
+
+    store: Path
+    computed: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        lines = [(f"Monte Carlo store {self.store}: {sum(self.computed.values())} replication(s) computed, "
+                 f"{sum(self.skipped.values())} already stored, {sum(self.failed.values())} with an error, {self.seconds:.0f} s")]
+        for d in self.computed:
+            lines.append(f"  {d}: computed {self.computed[d]}, stored before {self.skipped.get(d, 0)}, errors {self.failed.get(d, 0)}")
+        return "\n".join(lines)
+
+
+def _rep_path(store: Path, design: str, replication: int) -> Path:
+    return Path(store) / design / f"rep_{replication:05d}.parquet"
+
+
+def completed(store: str | Path, design: str) -> set[int]:
+    """Replication indices of ``design`` with a stored result file (whatever their status)."""
+    folder = Path(store) / design
+    if not folder.is_dir():
+        return set()
+    return {int(p.stem.split("_")[1]) for p in folder.glob("rep_*.parquet")}
+
+
+def _has_error(frame: pd.DataFrame) -> bool:
+    return bool((frame["status"] == "error").any())
+
+
+def _resolve_store(store: str | Path) -> Path:
+    p = Path(store)
+    return p if p.is_absolute() else ROOT / p
+
+
+def run_validation(
+    spec: Mapping[str, Any],
+    *,
+    replications: int | None = None,
+    designs: Sequence[str] | None = None,
+    store: str | Path | None = None,
+    engine: Mapping[str, Any] | str | None = None,
+    client: Any = None,
+    n_workers: int | None = None,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+    on_write: Callable[[Path], None] | None = None,
+) -> RunReport:
+    """Run the missing replications of the designs on a Dask cluster; write each as it finishes.
+
+    Parameters
+    ----------
+    spec
+        From :func:`load_validation`.
+    replications
+        R (default ``spec["replications"]``); a design's ``max_replications`` caps it.
+    designs
+        Design names (default: all, in the file's order).
+    store
+        Folder of the results (default ``spec["store"]``, relative to the project root).
+    engine, n_workers
+        The cluster (see :func:`open_client`; default ``spec["engine"]``). Ignored with ``client``.
+    client
+        An open ``distributed.Client`` to use instead.
+    retry_failed
+        Recompute replications whose stored file records an error (default: keep them; they are
+        deterministic, so a rerun would fail the same way).
+    progress
+        Progress bar over replications (tqdm over the futures as they complete).
+    on_write
+        Called with each path written (tests use it to count writes).
+
+    Returns
+    -------
+    RunReport
+        Computed, skipped and failed replications per design.
+    """
+    from distributed import as_completed
+
+    t0 = time.perf_counter()
+    R = int(replications if replications is not None else spec["replications"])
+    names = list(designs) if designs else list(spec["designs"])
+    unknown = [d for d in names if d not in spec["designs"]]
+    if unknown:
+        raise ParameterError(f"unknown design(s) {unknown}; the specification has {list(spec['designs'])}")
+    store = _resolve_store(store if store is not None else spec["store"])
+    report = RunReport(store=store)
+    todo: list[tuple[str, int]] = []
+    for d in names:
+        for stale in (store / d).glob(".rep_*.tmp.parquet") if (store / d).is_dir() else []:
+            stale.unlink()  # the temporary file of a write that a killed run left half done
+        n = _design_replications(spec, d, R)
+        done = completed(store, d)
+        if retry_failed:
+            done = {r for r in done if not _has_error(pd.read_parquet(_rep_path(store, d, r), columns=["status"]))}
+        report.skipped[d] = len([r for r in done if r < n])
+        report.computed[d] = 0
+        report.failed[d] = 0
+        todo += [(d, r) for r in range(n) if r not in done]
+    todo.sort(key=lambda x: (x[1], names.index(x[0])))  # replication-major: a partial run covers every design
+    _write_manifest(store, spec, names, R, status="running")
+    if todo:
+        seeds = replication_seeds(int(spec["seed"]), max(r for _, r in todo) + 1)
+        ctx = contextlib.nullcontext(client) if client is not None else open_client(engine if engine is not None else spec["engine"], n_workers=n_workers)
+        with ctx as cl:
+            spec_f = cl.scatter(dict(spec), broadcast=True, hash=False)
+            futures = {}
+            for k, (d, r) in enumerate(todo):
+                fut = cl.submit(replicate, spec_f, d, r, seeds[r], key=f"mc-{spec['name']}-{d}-{r}-{os.getpid()}-{k}", priority=-k, pure=False)
+                futures[fut] = (d, r)
+            bar = tqdm(total=len(futures), desc="Monte Carlo replications", unit="rep", **progress_options(progress))
+            for fut in as_completed(futures):
+                d, r = futures.pop(fut)
+                if fut.status == "cancelled":  # the run is being shut down: not a result, leave it to the next run
+                    continue
+                try:
+                    frame = fut.result()
+                except Exception as exc:  # noqa: BLE001 - the task itself failed (e.g. its worker died repeatedly): record it
+                    if fut.status == "cancelled" or type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
+                        continue
+                    frame = _failed_task_frame(d, r, spec, exc)
+                path = write_parquet(frame, _rep_path(store, d, r))
+                if on_write is not None:
+                    on_write(path)
+                report.computed[d] += 1
+                report.failed[d] += int(_has_error(frame))
+                bar.update(1)
+                bar.set_postfix_str(f"{d} r={r}")
+                del fut
+            bar.close()
+    report.seconds = time.perf_counter() - t0
+    _write_manifest(store, spec, names, R, status="complete", report=report)
+    return report
+
+
+def _commit() -> str:
+    """The code's git commit (with ``+changes`` if the tree is dirty), for the manifest."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+changes" if dirty else "")
+
+
+def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str], R: int, *, status: str, report: RunReport | None = None) -> None:
+    """``<store>/run.json``: what the last run asked for and how it ended (read by the report)."""
+    path = Path(store) / "run.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    entry = {
+        "status": status,
+        "replications": R,
+        "designs": list(designs),
+        "seed": int(spec["seed"]),
+        "time": _dt.datetime.now().isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "stored": {d: len(completed(store, d)) for d in spec["designs"]},
+    }
+    if report is not None:
+        entry.update(computed=report.computed, errors=report.failed, seconds=round(report.seconds, 1))
+    old.update(last=entry)
+    if status == "complete":
+        old.setdefault("runs", []).append(entry)
+    write_text(json.dumps(old, indent=1) + "\n", path)
+
+
+# ---------------------------------------------------------------------------------------------
+# mapping any function over seeds (randomization inference, bootstraps)
+# ---------------------------------------------------------------------------------------------
+def _run_batch(fn: Callable, seeds: Sequence[Any], args: tuple, kwargs: dict) -> list:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return [fn(s, *args, **kwargs) for s in seeds]
+
+
+def map_draws(
+    fn: Callable[..., Any],
+    seeds: Sequence[Any] | int,
+    *args: Any,
+    client: Any = None,
+    engine: Mapping[str, Any] | str | None = None,
+    n_workers: int | None = None,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+    desc: str = "draws",
+    **kwargs: Any,
+) -> list:
+    """``[fn(seed, *args, **kwargs) for seed in seeds]``, on a Dask cluster when asked, in order.
+
+    The one function the study's many-draw loops (randomization inference, bootstraps) use to run
+    on the Monte Carlo engine. Each draw must depend only on its seed and the arguments, so the
+    result is the same locally and on any number of workers.
+
+    Parameters
+    ----------
+    fn
+        Called as ``fn(seed, *args, **kwargs)``; must be importable by the workers (a module-level
+        function, not a lambda defined in a notebook, when running on a cluster).
+    seeds
+        The draws' seeds (ints or ``numpy.random.SeedSequence``), or an int ``n`` for
+        ``replication_seeds(0, n)``... pass your own seeds to keep your parameter set's ``seed``.
+    *args, **kwargs
+        Passed to every call. Large arguments (data frames, arrays) are sent to each worker once.
+    client
+        An open ``distributed.Client``. Without ``client`` and ``engine`` the draws run here in a
+        plain loop (no Dask), which is fastest for cheap draws on one machine.
+    engine, n_workers
+        Start a cluster for this call (see :func:`open_client`), e.g. ``engine="local"`` or
+        ``"slurm"``.
+    batch_size
+        Draws per task (default: about four tasks per worker, at most 1,000 draws a task), so that
+        millisecond draws are not dominated by the scheduler's per-task overhead.
+    progress, desc
+        Progress bar over batches.
+
+    Examples
+    --------
+    >>> def draw(seed, scale):
+    ...     return float(np.random.default_rng(seed).normal() * scale)
+    >>> local = map_draws(draw, np.random.SeedSequence(1).spawn(4), 2.0, progress=False)
+    >>> len(local), local == map_draws(draw, np.random.SeedSequence(1).spawn(4), 2.0, progress=False)
+    (4, True)
+    """
+    if isinstance(seeds, (int, np.integer)):
+        seeds = replication_seeds(0, int(seeds))
+    seeds = list(seeds)
+    if client is None and engine is None:
+        return [fn(s, *args, **kwargs) for s in tqdm(seeds, desc=desc, **progress_options(progress))]
+    ctx = contextlib.nullcontext(client) if client is not None else open_client(engine, n_workers=n_workers)
+    with ctx as cl:
+        workers = max(1, len(cl.scheduler_info().get("workers", {})))
+        size = batch_size or max(1, min(1000, math.ceil(len(seeds) / (4 * workers))))
+        big = lambda v: isinstance(v, (pd.DataFrame, pd.Series, np.ndarray)) and getattr(v, "nbytes", 0) > 1e5
+        args_f = tuple(cl.scatter(a, broadcast=True) if big(a) else a for a in args)
+        kwargs_f = {k: (cl.scatter(v, broadcast=True) if big(v) else v) for k, v in kwargs.items()}
+        batches = [seeds[i:i + size] for i in range(0, len(seeds), size)]
+        futures = [cl.submit(_run_batch, fn, b, args_f, kwargs_f, pure=False, priority=-i) for i, b in enumerate(batches)]
+        from distributed import as_completed
+
+        bar = tqdm(total=len(seeds), desc=desc, **progress_options(progress))
+        for fut in as_completed(futures):
+            bar.update(len(batches[futures.index(fut)]))
+        bar.close()
+        out = []
+        for fut in futures:
+            out.extend(fut.result())
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and summarizing
+# ---------------------------------------------------------------------------------------------
+def load_results(store: str | Path, *, designs: Sequence[str] | None = None, replications: int | None = None) -> pd.DataFrame:
+    """All stored replication frames of ``store`` (optionally only the first ``replications``)."""
+    store = _resolve_store(store)
+    frames = []
+    for folder in sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []:
+        if designs is not None and folder.name not in designs:
+            continue
+        for path in sorted(folder.glob("rep_*.parquet")):
+            if replications is not None and int(path.stem.split("_")[1]) >= replications:
+                continue
+            frames.append(pd.read_parquet(path))
+    if not frames:
+        return _frame([]).iloc[0:0]
+    return pd.concat(frames, ignore_index=True)
+
+
+def stored_run(spec: Mapping[str, Any], store: str | Path | None = None) -> dict[str, Any] | None:
+    """The manifest of the last run in the store (``run.json``), or ``None`` if nothing is stored."""
+    path = _resolve_store(store if store is not None else spec["store"]) / "run.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def results_for_report(spec: Mapping[str, Any], *, tiny_store: str | Path, progress: bool | None = None, engine: Any = None) -> tuple[pd.DataFrame, str]:
+    """The results the validation report shows, and a sentence saying which they are.
+
+    The last full run's stored results (``make validation``) if the store has any; otherwise a
+    tiny run (``spec["tiny"]``: a few replications of a few designs) into ``tiny_store``, whose
+    numbers only show that the machinery works.
+    """
+    manifest = stored_run(spec)
+    if manifest is not None:
+        res = load_results(spec["store"])
+        if len(res):
+            last = manifest.get("last", {})
+            counts = ", ".join(f"{d}: {n}" for d, n in sorted(res.groupby("design")["replication"].nunique().items()))
+            return res, (f"Stored results of the last full run (`make validation`, store `{spec['store']}`, last run "
+                         f"{last.get('time', '?')}, status {last.get('status', '?')}); replications per design: {counts}.")
+    tiny = spec["tiny"]
+    report = run_validation(spec, replications=int(tiny["replications"]), designs=tiny["designs"], store=tiny_store,
+                            engine=engine if engine is not None else {**spec["engine"], "n_workers": tiny.get("n_workers", 1)}, progress=progress)
+    res = load_results(tiny_store, designs=tiny["designs"], replications=int(tiny["replications"]))
+    return res, (f"No full run is stored (run `make validation R=200`): this page shows a **tiny run** of "
+                 f"{tiny['replications']} replication(s) of design(s) {', '.join(tiny['designs'])} ({sum(report.computed.values())} computed now), "
+                 "which shows the machinery works; its numbers are not Monte Carlo estimates.")
+
+
+def _mcse_share(p: pd.Series, n: pd.Series) -> pd.Series:
+    return np.sqrt(p * (1 - p) / n.where(n > 0))
+
+
+def summarize(results: pd.DataFrame, spec: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
+    """Per design, outcome and estimator: bias, RMSE, coverage, pre-test rejection, runtime, with MC standard errors.
+
+    Returns a dict of tidy frames:
+
+    - ``simple``: the overall ATT: ``n`` (replications that estimated it), ``errors``,
+      ``truth`` (mean true ATT), ``bias`` (mean of estimate - truth) and ``bias_mcse``, ``rmse``
+      and ``rmse_mcse`` (delta method), ``sd`` (of estimate - truth), ``mean_se`` and
+      ``se_ratio`` (``mean_se / sd``, 1 when standard errors are right), ``coverage`` (share of
+      95 % intervals containing the truth) and ``coverage_mcse`` = sqrt(p (1 - p) / n),
+      ``runtime_s`` (mean seconds of the estimator, both aggregations);
+    - ``event``: the same by post-treatment event time;
+    - ``bands``: ``pointwise`` (mean over post event times of pointwise coverage) and
+      ``uniform`` (share of replications whose sup-t band covers every post event time), with
+      MC standard errors;
+    - ``pretrend``: ``rejection`` (share of replications whose pre-test rejects at ``alpha``),
+      ``rejection_mcse``, ``role`` (``size`` where parallel trends hold, ``power`` otherwise),
+      ``mean_df``;
+    - ``errors``: one row per recorded error with its seed.
+    """
+    alpha = float(spec["did"]["alpha"]) if spec else 0.05
+    roles = {d: v.get("role", "size") for d, v in (spec or {}).get("designs", {}).items()}
+    keys = ["design", "outcome", "estimator"]
+    r = results.copy()
+    if spec:  # report what the specification asks for: stored rows of outcomes or estimators a design no longer lists are left out
+        want = {(d, o, e) for d, v in spec["designs"].items() for o in v["outcomes"] for e in v["estimators"]}
+        fit = r["kind"] != "replication"
+        listed = pd.Series([(d, o, e) in want for d, o, e in zip(r["design"], r["outcome"], r["estimator"])], index=r.index)
+        r = r[~fit | listed]
+    ok = r[r["status"] == "ok"]
+
+    def metrics(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        d = df.assign(err=df["estimate"] - df["truth"], cov=((df["conf_low"] <= df["truth"]) & (df["truth"] <= df["conf_high"])).astype(float))
+        d = d.dropna(subset=["err"])
+        g = d.groupby(by, sort=False)
+        out = g.agg(n=("err", "size"), truth=("truth", "mean"), bias=("err", "mean"), sd=("err", "std"), mse=("err", lambda e: float(np.mean(e**2))),
+                    mse_sd=("err", lambda e: float(np.std(e**2, ddof=1)) if len(e) > 1 else np.nan), mean_se=("std_error", "mean"), coverage=("cov", "mean")).reset_index()
+        out["bias_mcse"] = out["sd"] / np.sqrt(out["n"])
+        out["rmse"] = np.sqrt(out["mse"])
+        out["rmse_mcse"] = out["mse_sd"] / np.sqrt(out["n"]) / (2 * out["rmse"])
+        out["se_ratio"] = out["mean_se"] / out["sd"]
+        out["coverage_mcse"] = _mcse_share(out["coverage"], out["n"])
+        return out.drop(columns=["mse", "mse_sd"])
+
+    simple = metrics(ok[ok["kind"] == "simple"], keys)
+    fits = r[r["kind"] == "simple"]
+    errs = fits.assign(e=(fits["status"] == "error").astype(int)).groupby(keys, sort=False)["e"].sum().rename("errors").reset_index()
+    rt = fits.groupby(keys, sort=False)["runtime_s"].mean().rename("runtime_s").reset_index()
+    simple = errs.merge(simple, on=keys, how="left").merge(rt, on=keys, how="left")
+    simple["n"] = simple["n"].fillna(0).astype(int)
+    cols = ["design", "outcome", "estimator", "n", "errors", "truth", "bias", "bias_mcse", "rmse", "rmse_mcse", "sd", "mean_se", "se_ratio", "coverage", "coverage_mcse", "runtime_s"]
+    simple = simple[cols]
+    ev = ok[ok["kind"] == "event"]
+    event = metrics(ev, [*keys, "event_time"])
+    evc = ev.assign(pw=((ev["conf_low"] <= ev["truth"]) & (ev["truth"] <= ev["conf_high"])).astype(float),
+                    un=((ev["band_low"] <= ev["truth"]) & (ev["truth"] <= ev["band_high"])).astype(float).where(ev["band_low"].notna()))
+    per_rep = evc.dropna(subset=["truth"]).groupby([*keys, "replication"], sort=False).agg(pw=("pw", "mean"), un=("un", "min"), k=("pw", "size")).reset_index()
+    bands = per_rep.groupby(keys, sort=False).agg(n=("pw", "size"), event_times=("k", "max"), pointwise=("pw", "mean"), uniform=("un", "mean")).reset_index()
+    bands["uniform_mcse"] = _mcse_share(bands["uniform"], bands["n"])
+    bands["pointwise_mcse"] = per_rep.groupby(keys, sort=False)["pw"].std().to_numpy() / np.sqrt(bands["n"])
+    pt = ok[(ok["kind"] == "pretrend")].dropna(subset=["p_value"])
+    pre = pt.assign(rej=(pt["p_value"] < alpha).astype(float)).groupby(keys, sort=False).agg(n=("rej", "size"), rejection=("rej", "mean"), mean_df=("df", "mean")).reset_index()
+    pre["rejection_mcse"] = _mcse_share(pre["rejection"], pre["n"])
+    pre["role"] = pre["design"].map(roles).fillna("size")
+    errors = r[r["status"] == "error"].drop_duplicates(["design", "replication", "outcome", "estimator"])[["design", "replication", "outcome", "estimator", "error", "seed", "world_seed"]]
+    return {"simple": simple, "event": event, "bands": bands, "pretrend": pre, "errors": errors.reset_index(drop=True)}
+
+
+def coverage_table(summary: Mapping[str, pd.DataFrame], *, design: str | None = None, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One readable table: per design, outcome and estimator the headline numbers (MC s.e. in parentheses)."""
+    from analysis.effects import ESTIMATOR_LABELS
+
+    labels = labels or ESTIMATOR_LABELS
+    s = summary["simple"]
+    b = summary["bands"][["design", "outcome", "estimator", "pointwise", "uniform", "uniform_mcse"]]
+    p = summary["pretrend"][["design", "outcome", "estimator", "rejection", "rejection_mcse", "role"]]
+    t = s.merge(b, on=["design", "outcome", "estimator"], how="left").merge(p, on=["design", "outcome", "estimator"], how="left")
+    if design is not None:
+        t = t[t["design"] == design]
+    f3 = lambda v: "" if pd.isna(v) else f"{v:.3f}"
+    out = pd.DataFrame({
+        "design": t["design"],
+        "outcome": t["outcome"],
+        "estimator": t["estimator"].map(lambda e: labels.get(e, e)),
+        "R": t["n"],
+        "bias (MC s.e.)": [f"{f3(a)} ({f3(m)})" for a, m in zip(t["bias"], t["bias_mcse"])],
+        "RMSE": t["rmse"].map(f3),
+        "s.e. / s.d.": t["se_ratio"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+        "coverage 95 % CI (MC s.e.)": [f"{f3(a)} ({f3(m)})" for a, m in zip(t["coverage"], t["coverage_mcse"])],
+        "event-time coverage, pointwise": t["pointwise"].map(f3),
+        "uniform band coverage (MC s.e.)": [f"{f3(a)} ({f3(m)})" for a, m in zip(t["uniform"], t["uniform_mcse"])],
+        "pre-test rejection at 5 % (MC s.e.)": [f"{f3(a)} ({f3(m)}) {r}" if pd.notna(a) else "" for a, m, r in zip(t["rejection"], t["rejection_mcse"], t["role"])],
+        "errors": t["errors"],
+        "seconds": t["runtime_s"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+    })
+    return out.reset_index(drop=True)
+
+
+def acceptance(summary: Mapping[str, pd.DataFrame], *, design: str = "clean", estimators: Sequence[str] = ("cs_dr", "sunab", "imputation"),
+               band: tuple[float, float] = (0.93, 0.97)) -> pd.DataFrame:
+    """The issue's acceptance check: coverage of the overall ATT's 95 % CI within ``band`` in ``design``.
+
+    One row per outcome and estimator with ``R``, ``coverage``, its MC s.e. and ``within`` (bool).
+    """
+    s = summary["simple"]
+    t = s[(s["design"] == design) & s["estimator"].isin(estimators)][["outcome", "estimator", "n", "coverage", "coverage_mcse"]].copy()
+    t["within"] = t["coverage"].between(*band)
+    return t.rename(columns={"n": "R"}).reset_index(drop=True)
+
+
+def settings_against_study(spec: Mapping[str, Any], params: Mapping[str, Any]) -> pd.DataFrame:
+    """The validation's DiD settings next to the parameter set's ``did`` section (what the reports run)."""
+    rows = []
+    for key in ("estimators", "cluster", "alpha", "window"):
+        a, b = spec["did"].get(key), params.get("did", {}).get(key)
+        rows.append({"setting": f"did.{key}", "validation": str(a), "study": str(b), "same": a == b})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------------
+def _label(e: str) -> str:
+    from analysis.effects import ESTIMATOR_LABELS
+
+    return ESTIMATOR_LABELS.get(e, e)
+
+
+def plot_coverage(summary: Mapping[str, pd.DataFrame], *, outcome: str | None = None, ax=None, nominal: float = 0.95, band: tuple[float, float] = (0.93, 0.97)):
+    """Coverage of the overall ATT's 95 % interval by design and estimator, with +/- 1.96 MC s.e."""
+    import matplotlib.pyplot as plt
+
+    s = summary["simple"].dropna(subset=["coverage"])
+    if outcome is not None:
+        s = s[s["outcome"] == outcome]
+    designs = list(dict.fromkeys(s["design"] + " / " + s["outcome"]))
+    ests = list(dict.fromkeys(s["estimator"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.45 * len(designs) + 1.5))
+    ax.axvspan(*band, color="0.9", zorder=0)
+    ax.axvline(nominal, color="0.4", lw=0.8)
+    for k, e in enumerate(ests):
+        d = s[s["estimator"] == e]
+        y = np.array([designs.index(a) for a in d["design"] + " / " + d["outcome"]]) + (k - (len(ests) - 1) / 2) * 0.12
+        ax.errorbar(d["coverage"], y, xerr=1.96 * d["coverage_mcse"], fmt="o", ms=4, capsize=2, label=_label(e))
+    ax.set_yticks(range(len(designs)), designs)
+    ax.invert_yaxis()
+    ax.set_xlabel("coverage of the 95 % CI of the overall ATT (+/- 1.96 MC s.e.)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12 - 1.2 / max(len(designs), 1)), ncol=3, frameon=False)
+    return ax
+
+
+def plot_bias(summary: Mapping[str, pd.DataFrame], *, outcome: str | None = None, ax=None):
+    """Bias of the overall ATT by design and estimator, with +/- 1.96 MC s.e."""
+    import matplotlib.pyplot as plt
+
+    s = summary["simple"].dropna(subset=["bias"])
+    if outcome is not None:
+        s = s[s["outcome"] == outcome]
+    designs = list(dict.fromkeys(s["design"] + " / " + s["outcome"]))
+    ests = list(dict.fromkeys(s["estimator"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.45 * len(designs) + 1.5))
+    ax.axvline(0, color="0.4", lw=0.8)
+    for k, e in enumerate(ests):
+        d = s[s["estimator"] == e]
+        y = np.array([designs.index(a) for a in d["design"] + " / " + d["outcome"]]) + (k - (len(ests) - 1) / 2) * 0.12
+        ax.errorbar(d["bias"], y, xerr=1.96 * d["bias_mcse"], fmt="o", ms=4, capsize=2, label=_label(e))
+    ax.set_yticks(range(len(designs)), designs)
+    ax.invert_yaxis()
+    ax.set_xlabel("bias of the overall ATT, estimate - truth (+/- 1.96 MC s.e.)")
+    return ax
+
+
+def plot_event_bias(summary: Mapping[str, pd.DataFrame], design: str, outcome: str, *, ax=None):
+    """Bias and coverage by event time in one design (left: bias with MC bands; right: coverage)."""
+    import matplotlib.pyplot as plt
+
+    ev = summary["event"]
+    ev = ev[(ev["design"] == design) & (ev["outcome"] == outcome)]
+    if ax is None:
+        _, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    for e, d in ev.groupby("estimator", sort=False):
+        ax[0].errorbar(d["event_time"], d["bias"], yerr=1.96 * d["bias_mcse"], marker="o", ms=3, capsize=2, label=_label(e))
+        ax[1].errorbar(d["event_time"], d["coverage"], yerr=1.96 * d["coverage_mcse"], marker="o", ms=3, capsize=2, label=_label(e))
+    ax[0].axhline(0, color="0.4", lw=0.8)
+    ax[1].axhspan(0.93, 0.97, color="0.9", zorder=0)
+    ax[0].set(xlabel="event time", ylabel="bias", title=f"{design}: bias by event time")
+    ax[1].set(xlabel="event time", ylabel="coverage of pointwise 95 % CI", title=f"{design}: coverage by event time")
+    ax[0].legend(fontsize=7, frameon=False)
+    return ax
+
+
+def plot_pretrend(summary: Mapping[str, pd.DataFrame], *, ax=None, alpha: float = 0.05):
+    """Rejection rate of the pre-trend test at ``alpha`` by design and estimator (size or power)."""
+    import matplotlib.pyplot as plt
+
+    p = summary["pretrend"]
+    rows = list(dict.fromkeys(p["design"] + " / " + p["outcome"] + " (" + p["role"] + ")"))
+    ests = list(dict.fromkeys(p["estimator"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    ax.axvline(alpha, color="0.4", lw=0.8)
+    for k, e in enumerate(ests):
+        d = p[p["estimator"] == e]
+        y = np.array([rows.index(a) for a in d["design"] + " / " + d["outcome"] + " (" + d["role"] + ")"]) + (k - (len(ests) - 1) / 2) * 0.12
+        ax.errorbar(d["rejection"], y, xerr=1.96 * d["rejection_mcse"], fmt="o", ms=4, capsize=2, label=_label(e))
+    ax.set_yticks(range(len(rows)), rows)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"rejection rate of the pre-trend test at {alpha:.0%} (+/- 1.96 MC s.e.)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12 - 1.2 / max(len(rows), 1)), ncol=3, frameon=False)
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: make validation R=200
+# ---------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """``python -m analysis.montecarlo -R 200 [--designs clean,dynamic] [--cluster slurm] [--workers 2]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.montecarlo", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="validation", help="specification in config/ (default: validation)")
+    parser.add_argument("-R", "--replications", type=int, default=None, help="replications per design (default: the file's)")
+    parser.add_argument("--designs", default="", help="comma-separated design names (default: all)")
+    parser.add_argument("--store", default=None, help="results folder (default: the file's store)")
+    parser.add_argument("--cluster", default=None, help="local | slurm | pbs | tcp://host:port (default: the file's engine)")
+    parser.add_argument("--workers", type=int, default=None, help="local workers, or SLURM/PBS jobs")
+    parser.add_argument("--retry-failed", action="store_true", help="recompute replications stored with an error")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_validation(args.spec)
+        engine = dict(spec["engine"])
+        if args.cluster:
+            engine["cluster"] = args.cluster
+        report = run_validation(spec, replications=args.replications, designs=[d for d in args.designs.split(",") if d] or None,
+                                store=args.store, engine=engine, n_workers=args.workers, retry_failed=args.retry_failed)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
