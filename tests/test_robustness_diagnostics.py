@@ -18,7 +18,7 @@ no_never_treated   ``no_never_treated: true``             dCDH negative TWFE wei
 
 The outcome is the world's true log TFP (``latent.omega``, what ``tfp_acf`` estimates in the reports), so that
 the tests judge the diagnostics, not the production function. Seeds, counts and tolerances are in each test.
-The fast tests use seeds 0-1 (two worlds per scenario); the slow ones (``make test-slow``) seeds 0-11, and the
+The fast tests use seeds 0-2 (three worlds per scenario); the slow ones (``make test-slow``) seeds 0-11, and the
 clean-world rates are tested there only (with four worlds a false-positive rate cannot be told from chance).
 
 Known limit (measured, not hidden): on clean worlds the same-county spillover estimate is significant more
@@ -90,18 +90,19 @@ def _count(scenario: str, diagnostic: str, seeds: range) -> int:
     return sum(bool(FIRES[diagnostic](diagnostics(scenario, s))) for s in seeds)
 
 
-FAST = range(2)
+FAST = range(3)
 SLOW = range(12)
 
 
 @pytest.mark.parametrize("scenario", ["pretrend", "anticipation", "spillover", "no_never_treated"])
 def test_diagnostic_fires_when_its_assumption_breaks(scenario):
-    """Seeds 0-1 (the quick version of the slow test below): the matching diagnostic fires in both broken worlds."""
-    assert _count(scenario, scenario, FAST) == 2
+    """Seeds 0-2 (the quick version of the slow test below): the matching diagnostic fires in at least 2 of the 3
+    broken worlds (the slow test: at least 10 of 12)."""
+    assert _count(scenario, scenario, FAST) >= 2
 
 
 def test_negative_weights_stay_small_with_never_treated_firms():
-    """Seeds 0-1 of the clean world: the TWFE weights' negative part stays above -0.05 (it is about -0.003)."""
+    """Seeds 0-2 of the clean world: the TWFE weights' negative part stays above -0.05 (it is about -0.003)."""
     assert _count("clean", "no_never_treated", FAST) == 0
 
 
