@@ -234,7 +234,10 @@ def exposure_groups(panel: pd.DataFrame, cohort: str = "cohort") -> pd.DataFrame
     pi_first = p.loc[cert].groupby(["prefecture", "industry_code"])[cohort].min()
     pref_any = set(p.loc[cert, "prefecture"].unique())
     county_g = p["county_code"].map(c_first)
-    pi_g = pd.Series(pd.MultiIndex.from_arrays([p["prefecture"], p["industry_code"]]).map(pi_first), index=p.index)
+    key = p["prefecture"].to_numpy(dtype=np.int64) * 1000 + p["industry_code"].to_numpy(dtype=np.int64)
+    pi_key = pd.Series(pi_first.to_numpy(), index=pi_first.index.get_level_values(0).to_numpy(dtype=np.int64) * 1000
+                       + pi_first.index.get_level_values(1).to_numpy(dtype=np.int64))
+    pi_g = pd.Series(pd.Series(key).map(pi_key).to_numpy(), index=p.index)
     group = np.select(
         [cert, county_g.notna(), pi_g.notna(), ~p["prefecture"].isin(pref_any)],
         ["member", "county", "prefecture", "far"],
@@ -852,6 +855,8 @@ def specification_curve(
         timings = [None]
     clusters = {k: s["clusters"][k] for k in sc["clusters"]}
     combos = [(t, c, smp) for t in timings for c in sc["comparisons"] for smp in sc["samples"] if not (c == "last_batch" and smp == "drop_last_batch")]
+    keep = ["firm_id", "year", "cohort", "batch", "cluster_id", "cell_id", "county_code", "prefecture", "industry_code", outcome, *clusters.values()]
+    panel = panel[list(dict.fromkeys(c for c in keep if c in panel))].dropna(subset=[outcome])
     rows, skipped = [], []
     bar = tqdm(total=len(combos) * len(sc["estimators"]), desc=f"specification curve ({outcome})", **progress_options(progress))
     for t, comp, smp in combos:

@@ -47,7 +47,7 @@ def _pass_probability(sigma: np.ndarray, mean: np.ndarray, alpha: float) -> floa
     if sigma.shape[0] == 1:
         s = se[0]
         return float(stats.norm.cdf(z * s, mean[0], s) - stats.norm.cdf(-z * s, mean[0], s))
-    mvn = stats.multivariate_normal(mean=mean, cov=sigma, allow_singular=True, maxpts=200_000 * sigma.shape[0], abseps=1e-6, releps=1e-6)
+    mvn = stats.multivariate_normal(mean=mean, cov=sigma, allow_singular=True, maxpts=100_000 * sigma.shape[0], abseps=1e-5, releps=1e-5)
     return float(mvn.cdf(z * se, lower_limit=-z * se, rng=np.random.default_rng(0)))
 
 
@@ -101,7 +101,7 @@ def slope_for_power(
     hi = float(np.sqrt(np.max(np.diag(sigma)))) / max(np.min(np.abs(t[t != 0])), 1e-12)
     while pretrend_power(sigma, hi * t, alpha=alpha, test=test) < power:
         hi *= 2
-    return float(optimize.brentq(lambda g: pretrend_power(sigma, g * t, alpha=alpha, test=test) - power, 0.0, hi, xtol=1e-10))
+    return float(optimize.brentq(lambda g: pretrend_power(sigma, g * t, alpha=alpha, test=test) - power, 0.0, hi, xtol=1e-6 * hi, rtol=1e-6))
 
 
 def pretrend_diagnostics(

@@ -407,14 +407,16 @@ def _codes(s: pd.Series) -> np.ndarray:
 
 
 def _within(a: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    """Subtract unit means from the columns of ``a`` (n or n x m)."""
-    cnt = np.bincount(unit, minlength=n_units).astype(float)
-    if a.ndim == 1:
-        return a - (np.bincount(unit, weights=a, minlength=n_units) / cnt)[unit]
-    out = np.empty_like(a, dtype=float)
-    for j in range(a.shape[1]):
-        out[:, j] = a[:, j] - (np.bincount(unit, weights=a[:, j], minlength=n_units) / cnt)[unit]
-    return out
+    """Subtract unit means from the columns of ``a`` (n or n x m): one sort, one ``reduceat``."""
+    order = np.argsort(unit, kind="stable")
+    u = unit[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    cnt = np.diff(np.r_[starts, u.size]).astype(float)
+    a2 = a.reshape(a.shape[0], -1).astype(float, copy=False)
+    means = np.zeros((n_units, a2.shape[1]))
+    means[u[starts]] = np.add.reduceat(a2[order], starts, axis=0) / cnt[:, None]
+    out = a2 - means[unit]
+    return out.reshape(a.shape)
 
 
 def _base_rows(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str, keep: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
