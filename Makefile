@@ -30,7 +30,7 @@ BUILD_DIR := build/$(CONFIG)
 PANEL := $(DATA_DIR)/panel.parquet
 PANEL_TFP := $(DATA_DIR)/panel_tfp.parquet
 # one stamp per parameter section, rewritten only when that section changes (tools/stamps.py)
-SECTIONS := seed data world tfp did descriptives
+SECTIONS := seed data world tfp did robustness descriptives
 STAMP := $(BUILD_DIR)/params
 PARAM_STAMPS := $(addprefix $(STAMP)/,$(addsuffix .json,$(SECTIONS)))
 WORLD_PARAMS := $(STAMP)/seed.json $(STAMP)/data.json $(STAMP)/world.json
@@ -42,13 +42,14 @@ EXAMPLE_STAMP := $(EXAMPLE_DIR)/.written
 RAW_FILES := $(shell find data/raw $(EXAMPLE_DIR) -type f ! -name '.*' ! -name README.md 2>/dev/null)
 RUN_NOTEBOOK := tools/run_notebook.py
 
-# notebooks run once on the parameter set; 04_effects runs once per outcome family
-SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb notebooks/07_validation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+# notebooks run once on the parameter set; 04_effects and 06_robustness run once per outcome family
+SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb notebooks/06_robustness.ipynb notebooks/07_validation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
 FAMILIES := $(patsubst config/effects_%.yaml,%,$(wildcard config/effects_*.yaml))
 EFFECTS := $(if $(wildcard notebooks/04_effects.ipynb),$(addprefix effects_,$(FAMILIES)))
 SUMMARY := $(if $(wildcard notebooks/05_summary.ipynb),summary)
+ROBUSTNESS := $(if $(wildcard notebooks/06_robustness.ipynb),$(addprefix robustness_,$(FAMILIES)))
 VALIDATION := $(if $(wildcard notebooks/07_validation.ipynb),validation)
-PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY) $(VALIDATION)
+PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY) $(ROBUSTNESS) $(VALIDATION)
 EXECUTED := $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(PAGES)))
 HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 
@@ -140,6 +141,10 @@ $(BUILD_DIR)/03_productivity.ipynb $(PANEL_TFP) &: notebooks/03_productivity.ipy
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
 $(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $(PANEL_TFP) $(STAMP)/did.json $(NB_DEPS_04_effects) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
+
+# robustness after the family's effects report (whose HonestDiD results it reads back from the cache)
+$(BUILD_DIR)/robustness_%.ipynb: notebooks/06_robustness.ipynb config/effects_%.yaml $(BUILD_DIR)/effects_%.ipynb $(PANEL_TFP) $(STAMP)/data.json $(STAMP)/did.json $(STAMP)/robustness.json $(NB_DEPS_06_robustness) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
 
 $(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) $(RUN_NOTEBOOK) | $(ENV_STAMP)

@@ -235,8 +235,9 @@ def test_notebooks_get_only_the_parameters_they_declare(project):
     for log in logs:
         text = log.read_text(encoding="utf-8")
         assert "unknown parameter" not in text.lower(), log.name
-        family = log.stem.removeprefix("effects_")
-        expected = f"{{config: small, family: {family}}}" if log.stem.startswith("effects_") else "{config: small}"
+        per_family = log.stem.startswith(("effects_", "robustness_"))
+        family = log.stem.split("_", 1)[1] if per_family else ""
+        expected = f"{{config: small, family: {family}}}" if per_family else "{config: small}"
         assert f": {expected}" in text, (log.name, text[:300])
     assert tool.declared_parameters(ROOT / "notebooks" / "04_effects.ipynb") == ["config", "family"]
     with pytest.raises(ValueError, match="'famly'"):
@@ -315,7 +316,7 @@ def test_changing_one_family_file_changes_only_its_footers(project):
         footer, inputs = _FOOTER.search(page.read_text(encoding="utf-8")).group(0), _footer_inputs(page)
         old_footer, old_inputs = before[page.stem]
         changed = {p for p in set(inputs) | set(old_inputs) if inputs.get(p) != old_inputs.get(p)}
-        if page.stem == "effects_innovation":
+        if page.stem in ("effects_innovation", "robustness_innovation"):
             assert changed == {"config/effects_innovation.yaml"}
         elif page.stem == "summary":
             assert "config/effects_innovation.yaml" in changed

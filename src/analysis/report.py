@@ -264,6 +264,8 @@ def render_index(pages: list[str], *, config: str, build: Path | None = None, re
             title = h["title"] if h else f"Effects on {family}"
             if h:
                 summary, headline = html.escape(h["question"]), _headline_html(h)
+        elif name.startswith("robustness_"):
+            title = f"Robustness of the effects on {name.removeprefix('robustness_')}"
         page = reports / f"{name}.html"
         link = f'<a href="{name}.html">{html.escape(title)}</a>' if page.is_file() and status == "ok" else html.escape(title)
         cards.append(
