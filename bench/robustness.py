@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from _common import machine, package_versions, peak_rss_gb
 
 OUTCOME = "log_labor_productivity"
@@ -117,7 +118,8 @@ def worker(task: str, path: str, n: int) -> dict:
 
 
 def run(task: str, path: str, n: int) -> dict:
-    res = subprocess.run([sys.executable, __file__, "--worker", task, "--data", path, "--n", str(n)], capture_output=True, text=True, env=os.environ.copy(), check=False)
+    cmd = [sys.executable, __file__, "--worker", task, "--data", path, "--n", str(n)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), check=False)
     if res.returncode != 0:
         return {"task": task, "error": (res.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -147,8 +149,10 @@ def main() -> None:
         panel = add_outcomes(simulate_world(load_params("default")).panel)
         panel.to_parquet(path)
         print(f"Data: default world, {len(panel):,} firm-years, {panel['firm_id'].nunique():,} firms, {panel['cell_id'].nunique():,} cells.\n")
-        res = {t: run(t, path, {"ri_cs_fast": args.ri, "ri_twfe_fast": args.ri, "ri_cs_naive": args.naive, "ri_twfe_naive": args.naive}.get(t, args.boot)) for t in TASKS}
-    print("| task | method | draws | setup (s) | draws (s) | draws per second | speed-up (fast / naive) | peak memory (GB) | max abs diff (first draws) |")
+        draws = {"ri_cs_fast": args.ri, "ri_twfe_fast": args.ri, "ri_cs_naive": args.naive, "ri_twfe_naive": args.naive}
+        res = {t: run(t, path, draws.get(t, args.boot)) for t in TASKS}
+    print("| task | method | draws | setup (s) | draws (s) | draws per second | speed-up (fast / naive) | peak memory (GB) "
+          "| max abs diff (first draws) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for stat in ("cs", "twfe"):
         fast, naive = res[f"ri_{stat}_fast"], res[f"ri_{stat}_naive"]
@@ -164,7 +168,8 @@ def main() -> None:
                 diff = f"{max(abs(a - b) for a, b in zip(fast['values'][:k], naive['values'][:k])):.1e}"
             print(f"| RI {stat} | {name} | {r['draws']} | {r['prepare_s']:.2f} | {r['draws_s']:.2f} | {rate:,.1f} | {speed} | {r['peak_gb']:.2f} | {diff} |")
     ours, pkg = res["wild_ours"], res["wild_package"]
-    print("\n| wild cluster bootstrap (TWFE, WCR11, Rademacher) | clusters | draws | wall time (s) | peak memory (GB) | time ratio (package / ours) | p-value | max abs t* diff |")
+    print("\n| wild cluster bootstrap (TWFE, WCR11, Rademacher) | clusters | draws | wall time (s) | peak memory (GB) "
+          "| time ratio (package / ours) | p-value | max abs t* diff |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in (("ours (analysis.did.wild)", ours), ("wildboottest.WildboottestCL", pkg)):
         if "error" in r:

@@ -21,6 +21,7 @@ S = R.settings({"did": {"cluster": "cell_id", "alpha": 0.05, "window": [-5, 2]},
 
 @pytest.fixture(scope="module")
 def panel(small_world) -> pd.DataFrame:
+    """The small world's panel with outcomes and geography."""
     return R.add_geography(add_outcomes(small_world.panel))
 
 

@@ -35,12 +35,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from worlds import SMALL
 
 from analysis import robustness as R
 from analysis.did.dcdh import twfe_weights
 from analysis.panel import add_outcomes
 from analysis.simulate import simulate_world
+
+from worlds import SMALL
 
 SCENARIOS = {
     "clean": {},

@@ -19,6 +19,7 @@ from analysis.did.randomization import (
 
 @pytest.fixture(scope="module")
 def world_panel(small_world) -> pd.DataFrame:
+    """The small world's panel with log labour productivity."""
     return small_world.panel.assign(lp=lambda d: np.log(d["value_added"] / d["labor"]))
 
 
@@ -118,6 +119,7 @@ def test_randomization_inference_result(world_panel):
 
 
 def test_ri_p_value_counts_ties_and_the_actual():
+    """The RI p-value counts ties and the actual assignment itself; a design without cohorts is refused."""
     assert ri_p_value(0.5, np.array([0.1, -0.6, 0.5, np.nan])) == pytest.approx(3 / 4)
     with pytest.raises(ValueError, match="no cohort"):
         AssignmentDesign.from_cells([1, 2], [0, 0], [7, 0], cohorts={})

@@ -968,8 +968,10 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
             r = bd.loc[rb.main_outcome]
             rm = r["breakdown_mbar"]
             if np.isfinite(rm) or r.get("breakdown_mbar") is not None:
-                add("honest_rm", f"breakdown Mbar {_fmt(rm, 2)} (first post-period effect)" if np.isfinite(rm) else "the robust set contains zero already at the smallest Mbar",
-                    (not np.isfinite(rm)) or rm < 1, "fragile to violations as large as the pre-period ones" if (not np.isfinite(rm)) or rm < 1 else "")
+                fragile = (not np.isfinite(rm)) or rm < 1
+                text = (f"breakdown Mbar {_fmt(rm, 2)} (first post-period effect)" if np.isfinite(rm)
+                        else "the robust set contains zero already at the smallest Mbar")
+                add("honest_rm", text, fragile, "fragile to violations as large as the pre-period ones" if fragile else "")
             sd = r["breakdown_m_se"]
             add("honest_sd", f"breakdown M {_fmt(sd, 2)} standard errors of the first post-period effect a year" if np.isfinite(sd)
                 else "the robust set contains zero already at the smallest M", None if np.isfinite(sd) else True,
@@ -979,11 +981,13 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
             r = pw.loc[rb.main_outcome]
             add("power", f"slope {_fmt(r['slope_50'], 4)} a year detected half the time (80 %: {_fmt(r['slope_80'], 4)}); such a trend "
                          f"alone gives {_fmt(r['bias_e0_at_slope_50'], 4)} at event time 0 ({100 * r['bias_share_of_estimate']:.0f} % of the estimate)",
-                bool(r["bias_share_of_estimate"] >= 1), "a trend the pre-test misses half the time could explain the effect" if r["bias_share_of_estimate"] >= 1 else "")
+                bool(r["bias_share_of_estimate"] >= 1),
+                "a trend the pre-test misses half the time could explain the effect" if r["bias_share_of_estimate"] >= 1 else "")
     sc = rb.spec
     if len(sc):
         same = sc.apply(lambda r: _same(r, m, a), axis=1)
-        add("spec", f"{len(sc)} specifications: estimates {_fmt(sc['estimate'].min())} to {_fmt(sc['estimate'].max())} (median {_fmt(sc['estimate'].median())}); "
+        add("spec", f"{len(sc)} specifications: estimates {_fmt(sc['estimate'].min())} to {_fmt(sc['estimate'].max())} "
+                    f"(median {_fmt(sc['estimate'].median())}); "
                     f"{100 * same.mean():.0f} % with the main estimate's sign and significance", bool(same.mean() < 0.9))
     return pd.DataFrame(out)
 
@@ -1051,18 +1055,20 @@ def run_robustness(
 
     Parameters
     ----------
-    panel
+    panel : pandas.DataFrame
         The family's panel (its sample already applied), with the geography columns.
-    spec
+    spec : dict
         The family (:func:`analysis.effects.load_family`).
-    params
+    params : dict
         The parameter set (``did`` and ``robustness`` sections, ``seed``).
-    announcements
+    announcements : pandas.Series, optional
         Announcement date per cluster (:func:`announcement_dates`), for the timing rule variants.
-    truth
+    truth : pandas.DataFrame, optional
         The synthetic world's truth table, for the main outcome's true ATT (``None`` on real data).
-    cache_dir
+    cache_dir : str or pathlib.Path, optional
         HonestDiD's cache folder (passed to :func:`analysis.did.honest_did`).
+    progress : bool, optional
+        tqdm progress bars (the steps, the RI draws, HonestDiD by outcome, the specifications).
     """
     import time
 

@@ -102,6 +102,7 @@ class _Reader:
 
 
 def read_rda(path: str | Path) -> dict:
+    """Read an XDR (version 2 or 3) RData file into nested Python values."""
     raw = Path(path).read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
@@ -116,6 +117,7 @@ def read_rda(path: str | Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    """Extract the He and Wang results of the given ``.rda`` file and print them as JSON."""
     top = read_rda(argv[0])
     obj = top["HeAndWangResults"]
     names = obj["attributes"]["names"]["value"]

@@ -115,8 +115,6 @@ class TWFEWeights:
         """Bars of the summed weight by cohort and period (negative parts hatched)."""
         import matplotlib.pyplot as plt
 
-        from analysis.plots import PALETTE
-
         t = self.by_cohort_time()
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4))
@@ -125,7 +123,7 @@ class TWFEWeights:
         for i, g in enumerate(cohorts):
             part = t[t["cohort"] == g] if g is not None else t
             x = part["time"].to_numpy(dtype=float) + (i - (len(cohorts) - 1) / 2) * width
-            ax.bar(x, part["weight"], width=width, color=PALETTE[i % len(PALETTE)], label=f"cohort {int(g)}" if g is not None else None)
+            ax.bar(x, part["weight"], width=width, color=f"C{i % 10}", label=f"cohort {int(g)}" if g is not None else None)
             ax.bar(x, part["negative"], width=width, color="none", edgecolor="black", hatch="//", lw=0.5)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(sorted(int(v) for v in t["time"].unique()))
@@ -188,13 +186,13 @@ def twfe_weights(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame
         Long panel, balanced or not.
-    outcome, unit, time
+    outcome, unit, time : str
         Column names.
-    cohort
+    cohort : str, optional
         First treated period (0 or missing: never treated); ``D = 1[time >= cohort]``.
-    treatment
+    treatment : str, optional
         Instead of ``cohort``: a 0/1 treatment column (it may switch on and off, as in the paper's
         union example).
 

@@ -56,13 +56,13 @@ def pretrend_power(sigma_pre: np.ndarray, delta_pre: np.ndarray, *, alpha: float
 
     Parameters
     ----------
-    sigma_pre
+    sigma_pre : numpy.ndarray
         Covariance of the pre-period coefficients (reference period excluded).
-    delta_pre
+    delta_pre : numpy.ndarray
         Their mean under the hypothesised violation.
-    alpha
+    alpha : float
         Level of the test (each coefficient's, for ``test="any"``).
-    test
+    test : {"any", "wald"}
         ``"any"`` (any individually significant) or ``"wald"`` (joint chi-squared test).
     """
     sigma = np.atleast_2d(np.asarray(sigma_pre, dtype=float))

@@ -125,6 +125,7 @@ class AssignmentDesign:
 
     @property
     def n_cells(self) -> int:
+        """Number of eligible cells."""
         return self.cells.size
 
     def describe(self) -> str:
@@ -228,6 +229,7 @@ class CSStatistic:
 
     @classmethod
     def prepare(cls, data: pd.DataFrame, outcome: str, *, unit: str, time: str, cell: str, pool: np.ndarray, cohorts: Sequence[int]) -> CSStatistic:
+        """Precompute the label-free pieces (cell sums of outcome changes) of the statistic."""
         d = _frame(data, outcome, unit, time, cell)
         u, units = pd.factorize(d[unit])
         times = np.sort(d[time].unique())
@@ -264,6 +266,7 @@ class CSStatistic:
                    pair_col=np.array(pcol), S=S, N=N, S_out=S_out, N_out=N_out, n_cell=n_cell, n_units=int(units.size))
 
     def __call__(self, cohort: np.ndarray) -> np.ndarray:
+        """The statistic for each row of ``cohort`` (one cohort per eligible cell, 0 = never treated)."""
         cohort = np.atleast_2d(cohort)
         ctrl = (cohort == 0).astype(float)
         CS, CN = ctrl @ self.S + self.S_out, ctrl @ self.N + self.N_out
@@ -308,6 +311,7 @@ class TWFEStatistic:
 
     @classmethod
     def prepare(cls, data: pd.DataFrame, outcome: str, *, unit: str, time: str, cell: str, pool: np.ndarray, cohorts: Sequence[int]) -> TWFEStatistic:
+        """Precompute the label-free pieces (partialled-out outcome, cell sums) of the statistic."""
         d = _frame(data, outcome, unit, time, cell)
         u = pd.factorize(d[unit])[0]
         nu = int(u.max()) + 1
@@ -343,6 +347,7 @@ class TWFEStatistic:
         return cls(cohorts=cohorts, R=R, Q=Q, P=P, A=A)
 
     def __call__(self, cohort: np.ndarray) -> np.ndarray:
+        """The statistic for each row of ``cohort`` (one cohort per eligible cell, 0 = never treated)."""
         cohort = np.atleast_2d(cohort)
         r = np.zeros(cohort.shape[0])
         q = np.zeros(cohort.shape[0])
@@ -386,6 +391,7 @@ class RIResult:
 
     @property
     def n_draws(self) -> int:
+        """Number of draws with a finite placebo estimate."""
         return int(np.isfinite(self.draws).sum())
 
     def tidy(self) -> pd.DataFrame:
@@ -403,12 +409,10 @@ class RIResult:
         """Histogram of the placebo estimates with the actual estimate marked (the "placebo test" figure)."""
         import matplotlib.pyplot as plt
 
-        from analysis.plots import PALETTE
-
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4))
         d = self.draws[np.isfinite(self.draws)]
-        ax.hist(d, bins=min(60, max(10, d.size // 20)), color=PALETTE[0], alpha=0.7, label=f"{d.size} placebo assignments")
+        ax.hist(d, bins=min(60, max(10, d.size // 20)), color="C0", alpha=0.7, label=f"{d.size} placebo assignments")
         ax.axvline(self.actual, color="black", lw=1.5, label=f"actual estimate {self.actual:.4f}")
         ax.axvline(0, color="grey", lw=0.8, ls=":")
         text = f"RI p = {self.p_value:.3f}"
@@ -445,24 +449,26 @@ def randomization_inference(
 
     Parameters
     ----------
-    data
+    data : pandas.DataFrame
         The panel (firms nested in cells); its cohort column is not read: the actual cohorts come
         from ``design``, and cells outside the pool are never treated.
-    outcome
+    outcome : str
         Outcome column.
-    design
+    design : AssignmentDesign
         The eligible cells, strata and batch sizes (:class:`AssignmentDesign`).
-    statistic
+    unit, time, cell : str
+        Firm, year and cell (where certification is assigned) columns.
+    statistic : {"cs", "twfe"}
         ``"cs"`` (Callaway-Sant'Anna simple ATT, never-treated controls) or ``"twfe"``.
-    n_draws
+    n_draws : int
         Placebo assignments (999 or more for a p-value to three decimals).
-    seed
+    seed : int
         Seed of the draws.
-    progress
+    progress : bool, optional
         tqdm progress bar over chunks of draws.
-    mapper
+    mapper : callable, optional
         ``mapper(function, chunks)``, e.g. a distributed map; default the builtin ``map``.
-    chunks
+    chunks : int
         Number of chunks the draws are evaluated in.
 
     Returns

@@ -188,28 +188,28 @@ def wild_cluster_bootstrap(
 
     Parameters
     ----------
-    X, y
+    X, y : numpy.ndarray
         Regressors (n x k, full column rank) and outcome (n).
-    cluster
+    cluster : array-like
         One cluster label per row.
-    param
+    param : int
         Column of ``X`` whose coefficient is tested.
-    null
+    null : float
         The value under the null hypothesis.
-    B
+    B : int
         Bootstrap draws (with Rademacher weights and 2^G <= B: all 2^G sign vectors instead).
-    weights
+    weights : {"rademacher", "webb", "mammen", "norm"}
         ``"rademacher"``, ``"webb"`` (six-point; better with few clusters), ``"mammen"`` or ``"norm"``.
-    impose_null
+    impose_null : bool
         ``True``: restricted bootstrap (WCR, the residuals of the model with the null imposed);
         ``False``: unrestricted (WCU).
-    seed
+    seed : int
         Seed of the weights.
-    alpha
+    alpha : float
         1 - level of the confidence set.
-    v
+    v : numpy.ndarray, optional
         Explicit G x B weights (clusters in sorted label order), e.g. to reproduce another program.
-    chunk
+    chunk : int
         Draws processed at a time (memory is O(G x chunk)).
 
     Returns
@@ -588,6 +588,7 @@ def wild_bootstrap_did(
             "outcome": outcome, "estimator": estimator, "term": "ATT", "estimate": r.estimate, "std_error": r.std_error,
             "conf_low": r.conf_low, "conf_high": r.conf_high, "p_value": r.p_value, "n_obs": r.meta["n_obs"],
             "weights": wt, "draws": r.meta["draws"], "n_clusters": r.meta["n_clusters"], "cluster": cluster,
-            "t_stat": r.t_stat, "bootstrap": r.meta["bootstrap"], "notes": "; ".join([*design.notes, r.meta.get("ci_note", ""), r.meta.get("note", "")]).strip("; "),
+            "t_stat": r.t_stat, "bootstrap": r.meta["bootstrap"],
+            "notes": "; ".join([*design.notes, r.meta.get("ci_note", ""), r.meta.get("note", "")]).strip("; "),
         })
     return check_tidy(pd.DataFrame(rows))
