@@ -30,8 +30,9 @@ sign or the other significance (for placebo and spillover estimates: when they a
 HonestDiD: when the breakdown value is below 1; for the specification curve: when more than 10 % of
 the specifications differ).
 
-Pre-trend and anticipation tests go through one adapter, :func:`pretrend_test`, which today calls
-:func:`analysis.effects.pretrend_test` (a chi-squared Wald test).
+Pre-trend and anticipation tests go through one adapter, :func:`pretrend_test`, which calls
+:func:`analysis.did.pretrend.pretrend_test` as the effects reports do (the wild cluster bootstrap of the CR2 Wald statistic, the
+correct-size test of the effects reports).
 
 Examples
 --------
@@ -42,7 +43,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,36 +59,65 @@ from analysis.results import EstimationResult, check_tidy, tidy_frame
 __all__ = [
     "CHECKS",
     "DEFAULTS",
-    "Robustness",
+    "DESIGN_COLUMNS",
+    "SPEC_COLUMNS",
     "add_geography",
     "announcement_dates",
     "assignment_design",
     "bacon_plot",
+    "bacon_table",
+    "balance_table",
+    "breakdown_table",
+    "bullet_notes",
     "clustering_table",
+    "clustering_wide",
     "cohorts_for_late_month",
+    "copy_spec",
+    "dcdh_table",
     "design_choices",
+    "design_table",
     "entropy_balance",
     "event_study_cs",
     "exposure_groups",
+    "family_announcements",
     "fit_variant",
     "honest_family",
+    "honest_figures",
     "honest_plot",
+    "honest_table",
     "main_estimates",
     "matching_estimates",
+    "matching_table",
+    "opening_note",
     "placebo_in_time",
+    "placebo_table",
     "pretrend_test",
     "pscore_plot",
     "randomization_tests",
+    "require_family_inputs",
+    "ri_figure",
+    "ri_note",
+    "ri_table",
+    "Robustness",
+    "run_family",
     "run_robustness",
     "save_robustness",
     "settings",
     "spec_curve_plot",
+    "spec_figure",
+    "spec_note",
+    "spec_table",
     "specification_curve",
+    "spillover_table",
     "spillovers",
+    "summary_styler",
     "summary_table",
+    "timings_table",
     "twfe_diagnostics",
+    "twfe_figure",
     "variant",
     "wild_bootstrap_table",
+    "wild_table",
 ]
 
 #: settings of the ``robustness`` parameter section (config/default.yaml has the same keys)
@@ -710,43 +739,73 @@ def twfe_diagnostics(panel: pd.DataFrame, outcome: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # pre-trends, HonestDiD, power
 # ---------------------------------------------------------------------------------------------
-def pretrend_test(es: EstimationResult, event_times: Sequence[int] | None = None) -> dict[str, float]:
-    """The joint pre-trend test of an event study (optionally only some pre-period event times).
+def pretrend_test(es: EstimationResult, event_times: Sequence[int] | None = None, *, n_boot: int = 999, seed: int = 0) -> dict[str, Any]:
+    """The joint pre-trend test of an event study (optionally only its leads from ``min(event_times)`` on).
 
     The adapter through which every pre-trend and anticipation test here goes: it calls
-    :func:`analysis.effects.pretrend_test` (chi-squared Wald test of the pre-period rows).
+    :func:`analysis.did.pretrend.pretrend_test`, the test of the effects reports
+    (:func:`analysis.effects.pretrend_test`), with its default method. On an event study
+    with small-sample inference (:func:`event_study_cs`) that is the wild cluster bootstrap of the
+    CR2 Wald statistic, whose size holds with a dozen certified cells a cohort (the chi-squared
+    Wald test rejected true parallel trends in 17 to 22 % of such worlds; :mod:`analysis.did.pretrend`).
+    ``event_times=[-1]`` tests the lead -1 alone (the anticipation test).
+
+    Parameters
+    ----------
+    es : analysis.results.EstimationResult
+        An event study with ``event_time`` rows (and, for the bootstrap, small-sample blocks).
+    event_times : sequence of int, optional
+        Test only the leads at or after the earliest of these event times.
+    n_boot : int
+        Bootstrap draws.
+    seed : int
+        Seed of the bootstrap signs.
+
+    Returns
+    -------
+    dict
+        ``stat``, ``df``, ``p_value`` and ``method`` of the test.
     """
-    from analysis.effects import pretrend_test as _effects_test
+    from analysis.did.pretrend import pretrend_test as _test
 
-    def _test(e):  # a dict today; a result object with stat / df / p_value attributes is accepted too
-        r = _effects_test(e)
-        return r if isinstance(r, dict) else {"stat": float(r.stat), "df": r.df, "p_value": float(r.p_value)}
-
-    if event_times is None:
-        return _test(es)
-    keep = es.table["event_time"].isin(list(event_times))
-    sub = copy.copy(es)
-    sub.table = es.table[keep].reset_index(drop=True)
-    terms = sub.table["term"].tolist()
-    sub.vcov = es.vcov.loc[terms, terms] if es.vcov is not None else None
-    return _test(sub)
+    lo = None if event_times is None else int(min(event_times))
+    r = _test(es, n_boot=n_boot, seed=seed, min_event_time=lo)
+    return {"stat": float(r.stat), "df": int(r.df), "p_value": float(r.p_value), "method": r.method}
 
 
 def event_study_cs(panel: pd.DataFrame, outcome: str, s: Mapping[str, Any], *, base_period: str = "varying") -> EstimationResult:
     """Callaway-Sant'Anna event study of the window (never-treated controls, main clusters).
 
-    ``base_period="varying"``: the effects report's event study (every pre-period row an
-    estimate; pre-trend and anticipation tests). ``"universal"``: normalised to event time -1
-    (HonestDiD, power), as :func:`analysis.effects.honest_sensitivity`.
+    ``base_period="varying"``: the effects report's event study (:func:`analysis.effects.run_estimator`:
+    every lead an estimate, CR2 small-sample inference attached for the pre-trend and anticipation
+    tests). ``"universal"``: normalised to event time -1 (HonestDiD, power), as
+    :func:`analysis.effects.honest_sensitivity`.
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        The panel (``firm_id``, ``year``, ``cohort``, the outcome and the cluster column).
+    outcome : str
+        Outcome column.
+    s : dict
+        Settings (:func:`settings`): ``window``, ``cluster``, ``alpha``, ``seed``.
+    base_period : {"varying", "universal"}
+        Base period of the event study.
+
+    Returns
+    -------
+    analysis.results.EstimationResult
     """
     from analysis.did.event_study import event_study
+    from analysis.effects import run_estimator
 
     lo, hi = s["window"]
-    es = event_study(panel.dropna(subset=[outcome]), outcome, "firm_id", "year", "cohort", estimator="cs", cluster=s["cluster"],
-                     base_period=base_period, min_e=lo, max_e=hi)
+    d = panel.dropna(subset=[outcome])
     if base_period == "varying":
-        es.meta["reference_period"] = None
-    return es
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*could not be estimated.*")
+            return run_estimator("cs_dr", d, outcome, cluster=s["cluster"], window=(lo, hi), alpha=s["alpha"], seed=s["seed"])["event"]
+    return event_study(d, outcome, "firm_id", "year", "cohort", estimator="cs", cluster=s["cluster"], base_period=base_period, min_e=lo, max_e=hi)
 
 
 def _breakdown(sens: pd.DataFrame) -> float:
@@ -1242,3 +1301,542 @@ def pscore_plot(pscore: pd.DataFrame):
     axes[0].set_ylabel("density")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# the report of one family (notebooks/06_robustness.ipynb): inputs, run, tables, figures, notes
+# ---------------------------------------------------------------------------------------------
+#: the columns besides the outcomes every check reads
+DESIGN_COLUMNS = ("firm_id", "year", "cohort", "batch", "cluster_id", "cell_id", "county_code", "industry_code", "province")
+
+
+def require_family_inputs(inp: Any) -> None:
+    """Stop the family's robustness report with one paragraph when the panel lacks what it needs.
+
+    Every check is on the family's main outcome, so the report needs it (with the sample column, as
+    :func:`analysis.effects.require_family_inputs`) and the design columns
+    (:data:`DESIGN_COLUMNS`); the other outcomes are used where present (HonestDiD for each).
+
+    Parameters
+    ----------
+    inp : analysis.effects.FamilyInputs
+        The family's inputs (:func:`analysis.effects.family_inputs`).
+
+    Raises
+    ------
+    analysis.availability.InputsAbsent
+        The page is then published ending at that paragraph, and the summary lists it as skipped.
+    """
+    from analysis.availability import require_inputs
+
+    page, title = f"robustness_{inp.family}", inp.spec["title"].lower()
+    what = f"checks the robustness of the effect of certification on {title}"
+    require_inputs(inp.panel, [inp.main], config=inp.config, page=page, what=f"{what} (every check is on the main outcome)")
+    if inp.spec["sample"]:
+        require_inputs(inp.panel, [inp.spec["sample"]], config=inp.config, page=page, what=f"{what} among firms with `{inp.spec['sample']}`")
+    require_inputs(inp.panel, list(DESIGN_COLUMNS), config=inp.config, page=page, what=f"{what} (the design: cells, batches, geography)")
+
+
+def family_announcements(inp: Any) -> tuple[pd.Series | None, str | None]:
+    """Announcement date per cluster for the timing-rule variants, or ``None`` and the reason.
+
+    From the synthetic world's cluster table, or the user's cluster list (``data.raw_clusters``) when
+    it has ``cluster_id`` and ``announced`` columns (:func:`announcement_dates`).
+
+    Parameters
+    ----------
+    inp : analysis.effects.FamilyInputs
+        The family's inputs.
+
+    Returns
+    -------
+    tuple of (pandas.Series or None, str or None)
+        The dates, and a sentence for the report when there are none.
+    """
+    try:
+        dates = announcement_dates(inp.config, inp.params)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+        return None, f"no announcement dates ({exc}): the first-treated-year rule is not varied"
+    known = set(dates.index)
+    ids = set(inp.panel["cluster_id"].dropna().astype(str).unique())
+    if not ids <= known:
+        return None, f"{len(ids - known)} cluster(s) of the panel have no announcement date: the first-treated-year rule is not varied"
+    return dates, None
+
+
+def run_family(inp: Any, *, progress: bool | None = True) -> Robustness:
+    """Every check on one family (:func:`run_robustness`), its tidy frames saved for later pages.
+
+    The panel gets the geography columns; outcomes of the family the panel lacks (partial data) are
+    left out of the per-outcome checks and named in ``notes``; HonestDiD results are cached in
+    ``data/interim/cache/honest_did`` (shared with the effects report).
+
+    Parameters
+    ----------
+    inp : analysis.effects.FamilyInputs
+        The family's inputs (:func:`analysis.effects.family_inputs`), checked by :func:`require_family_inputs`.
+    progress : bool, optional
+        tqdm progress bars.
+
+    Returns
+    -------
+    Robustness
+    """
+    from analysis.availability import usable_columns
+    from analysis.config import INTERIM
+
+    spec = copy_spec(inp.spec)
+    have = usable_columns(inp.panel, [o["column"] for o in spec["outcomes"]])
+    gone = [o["column"] for o in spec["outcomes"] if o["column"] not in have]
+    spec["outcomes"] = [o for o in spec["outcomes"] if o["column"] in have]
+    dates, no_dates = family_announcements(inp)
+    rb = run_robustness(add_geography(inp.panel), spec, inp.params, announcements=dates, truth=inp.truth,
+                        cache_dir=INTERIM / "cache" / "honest_did", progress=progress)
+    if gone:
+        rb.notes.append(f"outcome(s) {', '.join(f'`{c}`' for c in gone)} are not in the panel: left out of the per-outcome checks")
+    if no_dates:
+        rb.notes.append(no_dates)
+    save_robustness(rb, inp.config)
+    return rb
+
+
+def copy_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a family specification whose outcome list can be changed without touching the original.
+
+    Parameters
+    ----------
+    spec : dict
+        The family (:func:`analysis.effects.load_family`).
+
+    Returns
+    -------
+    dict
+    """
+    return {**spec, "outcomes": [dict(o) for o in spec["outcomes"]]}
+
+
+def _labels(inp: Any) -> dict[str, str]:
+    return {o["column"]: o["label"] for o in inp.spec["outcomes"]}
+
+
+def _main_row(rb: Robustness) -> pd.Series:
+    return rb.main.set_index("estimator").loc["cs_dr"]
+
+
+def opening_note(rb: Robustness, inp: Any) -> str:
+    """The report's opening paragraph: the question, the main estimate (and the truth), what was thinned or left out.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results (:func:`run_family`).
+    inp : analysis.effects.FamilyInputs
+        The family's inputs.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
+    m, s = _main_row(rb), rb.settings
+    text = (f"**{inp.spec['question']}** Main outcome: **{_labels(inp)[rb.main_outcome]}**. Main estimate (Callaway-Sant'Anna, "
+            f"never-treated controls, clustered by `{s['cluster']}`): **{m['estimate']:.4f}** (95 % CI {m['conf_low']:.4f} to "
+            f"{m['conf_high']:.4f}, p = {m['p_value']:.3g})")
+    if np.isfinite(rb.truth):
+        text += f"; the true effect in the synthetic world is {rb.truth:.4f}"
+    text += "."
+    notes = [*(f"Parameter set `{inp.config}`: {n}." for n in thinning_notes(s)), *(f"{n[0].upper()}{n[1:]}." for n in rb.notes)]
+    return text + "".join(f"\n\n*{n}*" for n in notes)
+
+
+def summary_styler(summary: pd.DataFrame):
+    """The opening table for display: left-aligned, wrapped text, no index.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :meth:`Robustness.summary`.
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+    """
+    return summary.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+
+
+def wild_table(rb: Robustness) -> pd.DataFrame:
+    """Wild cluster bootstrap rows beside the analytic ones, estimators labelled, indexed by estimator and weights.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    from analysis.effects import ESTIMATOR_LABELS
+
+    cols = ["estimator", "weights", "draws", "n_clusters", "estimate", "std_error", "conf_low", "conf_high", "p_value"]
+    w = rb.wild.assign(estimator=lambda d: d["estimator"].map(ESTIMATOR_LABELS).fillna(d["estimator"]))
+    return w[cols].set_index(["estimator", "weights"])
+
+
+def clustering_wide(rb: Robustness) -> pd.DataFrame:
+    """Standard errors by estimator (rows) and clustering level (columns), with a row of cluster counts.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    from analysis.effects import ESTIMATOR_LABELS
+
+    clus = rb.clusters.assign(estimator=lambda d: d["estimator"].map(ESTIMATOR_LABELS).fillna(d["estimator"]))
+    table = clus.pivot_table(index="estimator", columns="cluster", values="std_error", sort=False)
+    table.loc["clusters"] = clus.groupby("cluster", sort=False)["n_clusters"].max()
+    table.columns.name = "standard error clustered by"
+    return table
+
+
+def _analytic_p(rb: Robustness) -> dict[str, float]:
+    main = rb.main.set_index("estimator")
+    return {"cs": float(main.loc["cs_dr", "p_value"]), "twfe": float(main.loc["twfe", "p_value"])}
+
+
+def ri_table(rb: Robustness) -> pd.DataFrame:
+    """Randomization inference: the estimate, its RI p-value beside the analytic one, draws, the placebo 95 % range.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by estimator.
+    """
+    ri = pd.concat([r.tidy() for r in rb.ri.values()], ignore_index=True)
+    ri["analytic_p_value"] = [_analytic_p(rb)[k] for k in rb.ri]
+    ri["estimator"] = [r.label for r in rb.ri.values()]
+    return ri[["estimator", "estimate", "p_value", "analytic_p_value", "draws", "placebo_q025", "placebo_q975"]].set_index("estimator")
+
+
+def ri_note(rb: Robustness) -> str:
+    """The design of the reassignment and the number of draws (said when the parameter set thins them).
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    str
+    """
+    r = next(iter(rb.ri.values()))
+    thin = f" (thinned by the parameter set; the default is {DEFAULTS['ri']['draws']})" if r.n_draws < DEFAULTS["ri"]["draws"] else ""
+    return f"{r.design}. Draws: {r.n_draws}{thin}."
+
+
+def ri_figure(rb: Robustness):
+    """The permutation distribution of each RI statistic with the actual estimate and both p-values, side by side.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rb.ri), figsize=(6 * len(rb.ri), 4), squeeze=False)
+    analytic = _analytic_p(rb)
+    for ax, (k, r) in zip(axes.flat, rb.ri.items()):
+        r.plot(ax=ax, analytic_p=analytic[k], title=r.label)
+    fig.tight_layout()
+    return fig
+
+
+def _rows(frame: pd.DataFrame, *index: str, extra: Sequence[str] = ()) -> pd.DataFrame:
+    cols = [*index, *extra, "estimate", "std_error", "conf_low", "conf_high", "p_value", "n_obs"]
+    return frame[[c for c in cols if c in frame]].set_index(list(index))
+
+
+def design_table(rb: Robustness) -> pd.DataFrame:
+    """Design choices (control group, last batch, timing rule, anticipation), indexed by check and variant.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _rows(rb.design, "check", "variant")
+
+
+def placebo_table(rb: Robustness) -> pd.DataFrame:
+    """Placebo in time (certification pretended two or three years early), indexed by variant.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _rows(rb.placebo, "variant")
+
+
+def spillover_table(rb: Robustness) -> pd.DataFrame:
+    """Spillover estimates and the main estimate without exposed controls, indexed by check and variant.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _rows(rb.spill, "check", "variant", extra=["n_exposed_firms"])
+
+
+def matching_table(rb: Robustness) -> pd.DataFrame:
+    """PSM-DID, entropy balancing and IPW / DR estimates beside the main one, indexed by variant.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    main = rb.main[rb.main["estimator"] == "cs_dr"].assign(variant="main: Callaway-Sant'Anna, never-treated controls, no matching")
+    return _rows(pd.concat([main, rb.matching["estimates"]], ignore_index=True), "variant")
+
+
+def balance_table(rb: Robustness) -> pd.DataFrame:
+    """The covariate balance table (standardised bias before and after matching and reweighting), by covariate.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return rb.matching["balance"].set_index("covariate")
+
+
+def bullet_notes(notes: Sequence[str]) -> str:
+    """Notes as a Markdown bullet list.
+
+    Parameters
+    ----------
+    notes : sequence of str
+        The sentences.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(bullet_notes(["one", "two"]))
+    - one
+    - two
+    """
+    return "\n".join(f"- {n}" for n in notes)
+
+
+def twfe_figure(rb: Robustness):
+    """The Goodman-Bacon plot beside the dCDH weights by cohort and year.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    bacon_plot(rb.twfe["bacon"], ax=axes[0])
+    rb.twfe["weights"].plot(ax=axes[1], title="dCDH weights of the TWFE estimate, by cohort and year")
+    fig.tight_layout()
+    return fig
+
+
+def bacon_table(rb: Robustness) -> pd.DataFrame:
+    """The Goodman-Bacon decomposition by comparison type (weight and average 2x2 estimate).
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return rb.twfe["bacon"].by_type().set_index("type")
+
+
+def dcdh_table(rb: Robustness) -> pd.DataFrame:
+    """The dCDH weights of the static TWFE estimate: counts, sums, negative share, sigma_fe.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return rb.twfe["weights"].table().set_index("measure")
+
+
+def breakdown_table(rb: Robustness, labels: Mapping[str, str]) -> pd.DataFrame:
+    """HonestDiD breakdown values and the pre-trend test's power, one row per outcome.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+    labels : dict
+        Outcome column -> readable label.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by outcome, with a ``label`` column first.
+    """
+    bd = rb.honest["breakdown"].merge(rb.honest["power"], on="outcome", how="left")
+    bd.insert(0, "label", bd["outcome"].map(labels))
+    return bd.set_index("outcome")
+
+
+def honest_table(rb: Robustness) -> pd.DataFrame:
+    """HonestDiD robust confidence sets of every outcome, indexed by outcome, restriction and term.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return rb.honest["sensitivity"].set_index(["outcome", "restriction", "term"])
+
+
+def honest_figures(rb: Robustness, labels: Mapping[str, str]) -> dict[str, Any]:
+    """One HonestDiD sensitivity figure per outcome (:func:`honest_plot`), named ``robustness_<family>_honestdid_<outcome>``.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+    labels : dict
+        Outcome column -> readable label.
+
+    Returns
+    -------
+    dict
+        Figure name -> matplotlib figure (for :func:`analysis.plots.save_figures`).
+    """
+    sens = rb.honest["sensitivity"]
+    return {f"robustness_{rb.family}_honestdid_{y}": honest_plot(sens, y, label=labels.get(y, y)) for y in dict.fromkeys(sens["outcome"])}
+
+
+SPEC_COLUMNS = ["estimator", "comparison", "timing", "sample", "cluster", "estimate", "std_error", "conf_low", "conf_high", "p_value", "n_obs"]
+
+
+def spec_table(rb: Robustness) -> pd.DataFrame:
+    """The specification curve's rows: each specification's choices and its estimate.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return rb.spec[SPEC_COLUMNS]
+
+
+def spec_figure(rb: Robustness):
+    """The specification curve of the family (:func:`spec_curve_plot`) with the main estimate and the truth.
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return spec_curve_plot(rb.spec, main_estimate=float(_main_row(rb)["estimate"]), truth=rb.truth, alpha=rb.settings["alpha"])
+
+
+def spec_note(rb: Robustness) -> str:
+    """How many specifications were estimated, and which combinations could not be (with why).
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    str
+    """
+    skipped = rb.spec.attrs.get("skipped", [])
+    text = f"{len(rb.spec)} specifications"
+    if skipped:
+        text += f"; {len(skipped)} combination(s) not estimable: " + "; ".join(
+            f"{x['estimator']} / {x['comparison']} / {x['timing']} / {x['sample']} ({x['reason']})" for x in skipped)
+    return text + "."
+
+
+def timings_table(rb: Robustness) -> pd.DataFrame:
+    """Seconds each step took (one row).
+
+    Parameters
+    ----------
+    rb : Robustness
+        The family's results.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return pd.DataFrame({"step": list(rb.timings), "seconds": [round(v, 1) for v in rb.timings.values()]}).set_index("step").T
