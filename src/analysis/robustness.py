@@ -1354,7 +1354,11 @@ def family_announcements(inp: Any) -> tuple[pd.Series | None, str | None]:
         The dates, and a sentence for the report when there are none.
     """
     try:
-        dates = announcement_dates(inp.config, inp.params)
+        clusters = inp.world.get("clusters") if inp.params["data"]["source"] == "synthetic" else None
+        if clusters is not None:
+            dates = pd.Series(pd.to_datetime(clusters["announced"]).to_numpy(), index=clusters["cluster_id"].astype(str).to_numpy())
+        else:
+            dates = announcement_dates(inp.config, inp.params)
     except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
         return None, f"no announcement dates ({exc}): the first-treated-year rule is not varied"
     known = set(dates.index)
@@ -1364,7 +1368,7 @@ def family_announcements(inp: Any) -> tuple[pd.Series | None, str | None]:
     return dates, None
 
 
-def run_family(inp: Any, *, progress: bool | None = True) -> Robustness:
+def run_family(inp: Any, *, progress: bool | None = True, cache_dir: str | Path | None = "default") -> Robustness:
     """Every check on one family (:func:`run_robustness`), its tidy frames saved for later pages.
 
     The panel gets the geography columns; outcomes of the family the panel lacks (partial data) are
@@ -1377,6 +1381,8 @@ def run_family(inp: Any, *, progress: bool | None = True) -> Robustness:
         The family's inputs (:func:`analysis.effects.family_inputs`), checked by :func:`require_family_inputs`.
     progress : bool, optional
         tqdm progress bars.
+    cache_dir : str or pathlib.Path, optional
+        HonestDiD's cache; ``"default"``: ``data/interim/cache/honest_did``; ``None``: no cache.
 
     Returns
     -------
@@ -1391,7 +1397,7 @@ def run_family(inp: Any, *, progress: bool | None = True) -> Robustness:
     spec["outcomes"] = [o for o in spec["outcomes"] if o["column"] in have]
     dates, no_dates = family_announcements(inp)
     rb = run_robustness(add_geography(inp.panel), spec, inp.params, announcements=dates, truth=inp.truth,
-                        cache_dir=INTERIM / "cache" / "honest_did", progress=progress)
+                        cache_dir=INTERIM / "cache" / "honest_did" if cache_dir == "default" else cache_dir, progress=progress)
     if gone:
         rb.notes.append(f"outcome(s) {', '.join(f'`{c}`' for c in gone)} are not in the panel: left out of the per-outcome checks")
     if no_dates:
