@@ -152,3 +152,10 @@ def test_run_family_names_absent_outcomes(small_world, small_params, tmp_path, m
     assert set(rb.honest["breakdown"]["outcome"]) == {"log1p_patents"}
     assert any("`any_patent`" in n for n in rb.notes) and "`any_patent`" in R.opening_note(rb, inp)
     assert isinstance(rb.spec, pd.DataFrame)
+
+
+def test_breakdown_at_the_end_of_the_grid_is_a_lower_bound():
+    """A breakdown value equal to the largest M tried is reported as a lower bound; inside the grid as is."""
+    assert R._at_least(2.0, 2.0) == "at least 2.00 (the largest value tried)"
+    assert R._at_least(1.0, 2.0) == "1.00"
+    assert R._at_least(float("nan"), 2.0) == "n/a"

@@ -858,8 +858,9 @@ def honest_family(
                 rm = honest_did(es, restriction="relative_magnitude", M=mbar, alpha=s["alpha"], cache_dir=cache_dir).tidy()
             sens_rows.append(rm)
             row["breakdown_mbar"] = _breakdown(rm)
+            row["mbar_max"] = max(mbar)
         else:
-            row["breakdown_mbar"] = np.nan
+            row["breakdown_mbar"] = row["mbar_max"] = np.nan
         ms = [float(m) * se0 for m in hon["m_se"]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -868,6 +869,7 @@ def honest_family(
         sens_rows.append(sd)
         bm = _breakdown(sd)
         row["breakdown_m_se"] = bm / se0 if np.isfinite(bm) else np.nan
+        row["m_se_max"] = max(float(m) for m in hon["m_se"])
         bd_rows.append(row)
         pre = e < ref
         if pre.sum() >= 1:
@@ -957,6 +959,13 @@ def _p(p: float) -> str:
     return "n/a" if p is None or not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def _at_least(value: float, largest: float | None) -> str:
+    """A breakdown value; at the largest M tried it is only a lower bound, and says so."""
+    if largest is not None and np.isfinite(value) and np.isclose(value, largest):
+        return f"at least {_fmt(value, 2)} (the largest value tried)"
+    return _fmt(value, 2)
+
+
 def _est(r: Mapping[str, Any]) -> str:
     return f"{_fmt(r['estimate'])} (p {_p(r['p_value'])})"
 
@@ -1028,11 +1037,11 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
             rm = r["breakdown_mbar"]
             if np.isfinite(rm) or r.get("breakdown_mbar") is not None:
                 fragile = (not np.isfinite(rm)) or rm < 1
-                text = (f"breakdown Mbar {_fmt(rm, 2)} (first post-period effect)" if np.isfinite(rm)
+                text = (f"breakdown Mbar {_at_least(rm, r.get('mbar_max'))} (first post-period effect)" if np.isfinite(rm)
                         else "the robust set contains zero already at the smallest Mbar")
                 add("honest_rm", text, fragile, "fragile to violations as large as the pre-period ones" if fragile else "")
             sd = r["breakdown_m_se"]
-            add("honest_sd", f"breakdown M {_fmt(sd, 2)} standard errors of the first post-period effect a year" if np.isfinite(sd)
+            add("honest_sd", f"breakdown M {_at_least(sd, r.get('m_se_max'))} standard errors of the first post-period effect a year" if np.isfinite(sd)
                 else "the robust set contains zero already at the smallest M", None if np.isfinite(sd) else True,
                 "no natural threshold for M" if np.isfinite(sd) else "")
         pw = rb.honest["power"].set_index("outcome")
