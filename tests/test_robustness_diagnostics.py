@@ -16,6 +16,10 @@ spillover          ``spillover: 1.0`` (non-members of     the same-county spillo
 no_never_treated   ``no_never_treated: true``             dCDH negative TWFE weights sum below -0.05
 =================  =====================================  =====================================================
 
+Both event-study tests are the correct-size test of the effects reports (analysis.did.pretrend: the wild
+cluster bootstrap of the CR2 Wald statistic, 999 draws, seed 0) on the Callaway-Sant'Anna event study of the
+report window (event times -5 to 2, varying base, clustered by cell).
+
 The outcome is the world's true log TFP (``latent.omega``, what ``tfp_acf`` estimates in the reports), so that
 the tests judge the diagnostics, not the production function. Seeds, counts and tolerances are in each test.
 The fast tests use seeds 0-2 (three worlds per scenario); the slow ones (``make test-slow``) seeds 0-11, and the

@@ -1048,7 +1048,8 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
         if rb.main_outcome in pw.index:
             r = pw.loc[rb.main_outcome]
             add("power", f"slope {_fmt(r['slope_50'], 4)} a year detected half the time (80 %: {_fmt(r['slope_80'], 4)}); such a trend "
-                         f"alone gives {_fmt(r['bias_e0_at_slope_50'], 4)} at event time 0 ({100 * r['bias_share_of_estimate']:.0f} % of the estimate)",
+                         f"alone gives {_fmt(r['bias_e0_at_slope_50'], 4)} at event time 0 ({100 * r['bias_share_of_estimate']:.0f} % of the estimate); "
+                         f"the pre-test itself (wild cluster bootstrap of the CR2 Wald statistic): p {_p(r.get('pretrend_p_value', np.nan))}",
                 bool(r["bias_share_of_estimate"] >= 1),
                 "a trend the pre-test misses half the time could explain the effect" if r["bias_share_of_estimate"] >= 1 else "")
     sc = rb.spec
