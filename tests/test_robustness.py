@@ -160,7 +160,8 @@ def _rows(**kw) -> pd.DataFrame:
 
 def test_summary_rules():
     """A check changes the conclusion when its estimate's sign or significance differs from the main one; a
-    placebo or spillover, when it is significant; the specification curve, when more than 10 % differ."""
+    placebo, when it is significant; a significant spillover, when the main estimate without exposed controls
+    changes; the specification curve, when more than 10 % differ."""
     main = pd.DataFrame({"estimator": ["cs_dr"], "estimate": [0.03], "p_value": [0.001], "std_error": [0.01]})
     design = pd.DataFrame({
         "check": ["control", "control", "timing", "anticipation"],
@@ -178,6 +179,9 @@ def test_summary_rules():
     assert t["First-treated-year rule"].startswith("yes")
     assert t["Anticipation"].startswith("yes")
     assert t["Placebo in time"].startswith("no")
-    assert t["Spillovers: same county"].startswith("yes")
+    assert t["Spillovers: same county"].startswith("no (significant")  # the estimate without exposed controls is unchanged
     assert t["Without exposed controls"].startswith("no")
     assert t["Specification curve"].startswith("yes")
+    rb.spill = spill.assign(p_value=[0.01, 0.4])  # without the exposed controls the main estimate loses significance
+    t = rb.summary().set_index("check")["changes the conclusion"]
+    assert t["Spillovers: same county"].startswith("yes") and t["Without exposed controls"].startswith("yes")

@@ -26,7 +26,8 @@ specification curve
 :func:`summary_table` puts one row per check: what it tests, its result, and whether it changes the
 conclusion. The conclusion is the sign and the significance at ``alpha`` of the main estimate
 (Callaway-Sant'Anna, never-treated controls); a check changes it when its estimate has the other
-sign or the other significance (for placebo and spillover estimates: when they are significant; for
+sign or the other significance (for placebo estimates: when they are significant; for a significant
+spillover estimate: when the main estimate without the exposed firms as controls changes; for
 HonestDiD: when the breakdown value is below 1; for the specification curve: when more than 10 % of
 the specifications differ).
 
@@ -1006,16 +1007,23 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
         add("placebo", "; ".join(f"{r['variant']}: {_est(r)}" for _, r in pl.iterrows()), bool((pl["p_value"] < a).any()),
             "a significant placebo is evidence against parallel trends" if (pl["p_value"] < a).any() else "")
     sp = rb.spill
+    clean = sp[sp["check"] == "no_exposed"]
+    clean_same = _same(clean.iloc[0], m, a) if len(clean) else None
     for key in ("spill_county", "spill_prefecture"):
         part = sp[sp["check"] == key]
         if len(part):
             r = part.iloc[0]
-            add(key, f"{_est(r)} on {int(r['n_exposed_firms']):,} exposed firms", _sig(r, a),
-                "spillovers contaminate never-treated controls; see the row without exposed controls" if _sig(r, a) else "")
-    part = sp[sp["check"] == "no_exposed"]
-    if len(part):
-        r = part.iloc[0]
-        add("no_exposed", _est(r), not _same(r, m, a))
+            if not _sig(r, a):
+                verdict, note = False, ""
+            elif clean_same is None:
+                verdict, note = True, "a significant spillover: exposed firms among the never-treated controls may bias the main estimate"
+            else:
+                verdict = not clean_same
+                note = ("significant: exposed firms differ from far firms; without them as controls the main estimate "
+                        + ("keeps its sign and significance" if clean_same else "changes"))
+            add(key, f"{_est(r)} on {int(r['n_exposed_firms']):,} exposed firms", verdict, note)
+    if len(clean):
+        add("no_exposed", _est(clean.iloc[0]), not clean_same)
     if rb.matching:
         me = rb.matching["estimates"]
         for key in ("psm", "reweighting"):
