@@ -1,8 +1,9 @@
 """Each robustness diagnostic fires when its assumption breaks, and (about) only then.
 
 The synthetic world has four scenarios (analysis.simulate, ``world.scenario``); for each, the matching
-diagnostic of analysis.robustness runs on small worlds (tests/worlds.py, config/small.yaml: 2,500 firms,
-8 cells certified a batch) of several seeds, and on the clean world of the same seeds:
+diagnostic of analysis.robustness runs on worlds of several seeds (:data:`WORLD`: 4,000 firms in 160
+counties, 12 cells certified a batch; between config/small.yaml and the default world), and on the clean
+world of the same seeds:
 
 =================  =====================================  =====================================================
 scenario           setting                                diagnostic (fires when)
@@ -25,10 +26,17 @@ the tests judge the diagnostics, not the production function. Seeds, counts and 
 The fast tests use seeds 0-2 (three worlds per scenario); the slow ones (``make test-slow``) seeds 0-11, and the
 clean-world rates are tested there only (with four worlds a false-positive rate cannot be told from chance).
 
-Known limit (measured, not hidden): on clean worlds the same-county spillover estimate is significant more
-often than 5 % (seeds 0-11: 4 of 12; on default-size clean worlds, seeds 0-2, it is +0.008 log TFP with
-p 0.13-0.19): non-members of certified counties drift up against far firms although the world gives them no
-effect. The slow test records that rate (at most 4 of 12) so that it cannot get worse unnoticed.
+Measured with these tests' settings (2026-12, seeds 0-11; fires in the broken world / in the clean world):
+pre-trend 12 / 1, anticipation 11 / 0, spillover 12 / 1, negative weights 12 / 0. Why this world size: on
+the 2,500-firm worlds of config/small.yaml (8 cells a batch) the correct-size anticipation test of the one
+lead -1 fired in only 9 of 12 (its power, not its size, is the limit there), and the same-county spillover
+estimate fired in 3 of 12 clean worlds.
+
+Known limit (measured, not hidden): non-members of certified counties can drift against far firms although
+the world gives them no effect (certification selects cells on recent growth, and growth is correlated
+within a county). On the default world's clean report (estimated log TFP, ACF) the same-county estimate is
++0.017 with p 0.008; the report's summary then shows it, and the main estimate without the exposed
+controls beside it.
 """
 
 from __future__ import annotations
@@ -45,8 +53,6 @@ from analysis.did.dcdh import twfe_weights
 from analysis.panel import add_outcomes
 from analysis.simulate import simulate_world
 
-from worlds import SMALL
-
 SCENARIOS = {
     "clean": {},
     "pretrend": {"pretrend": 0.02},
@@ -58,8 +64,12 @@ S = R.settings({"did": {"cluster": "cell_id", "alpha": 0.05, "window": [-5, 2]},
 _CACHE: dict[tuple[str, int], dict[str, float]] = {}
 
 
+#: the test worlds: 4,000 firms, 160 counties, 12 cells certified a batch (see the module docstring)
+WORLD = {"world": {"n_firms": 4000, "n_counties": 160, "certification": {"per_batch": 12}}}
+
+
 def _world(scenario: str, seed: int) -> pd.DataFrame:
-    params = copy.deepcopy(SMALL)
+    params = copy.deepcopy(WORLD)
     params["world"]["scenario"] = dict(SCENARIOS[scenario])
     w = simulate_world(params, seed=seed)
     return R.add_geography(add_outcomes(w.panel)).merge(w.latent[["firm_id", "year", "omega"]], on=["firm_id", "year"])
@@ -119,11 +129,10 @@ def test_diagnostic_fires_in_the_large_majority(scenario):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("diagnostic,tolerance", [("pretrend", 2), ("anticipation", 2), ("no_never_treated", 0), ("spillover", 4)])
+@pytest.mark.parametrize("diagnostic,tolerance", [("pretrend", 2), ("anticipation", 2), ("no_never_treated", 0), ("spillover", 2)])
 def test_clean_world_false_positives(diagnostic, tolerance):
-    """Seeds 0-11 of the clean world: pre-trend and anticipation tests fire at most 2 times in 12 (nominal 5 %:
-    P(>= 3 of 12) = 2 %); negative TWFE weights never reach -0.05 with never-treated firms; the spillover
-    estimate at most 4 of 12 (the known drift of the module docstring)."""
+    """Seeds 0-11 of the clean world: the pre-trend, anticipation and spillover tests fire at most 2 times in 12
+    (nominal 5 %: P(>= 3 of 12) = 2 %); negative TWFE weights never reach -0.05 with never-treated firms."""
     assert _count("clean", diagnostic, SLOW) <= tolerance
 
 

@@ -525,23 +525,35 @@ def spillovers(panel: pd.DataFrame, outcome: str, s: Mapping[str, Any]) -> pd.Da
     ``county``: non-members in certified counties (first treated with their county's first cohort);
     ``prefecture``: same-industry non-members in other counties of the prefecture; each against
     ``far`` firms (prefectures without a certified cell) by Callaway-Sant'Anna. ``no_exposed``: the
-    main estimate without the exposed groups among the controls.
+    main estimate without the exposed groups among the controls. An exposed group that cannot be
+    estimated (e.g. too few exposed firms observed around their first treated year) is left out
+    with a warning and named in the frame's ``attrs["skipped"]`` (group -> reason).
     """
     grp = exposure_groups(panel)
     cl = _main_cluster(s)
     rows = []
+    skipped: dict[str, str] = {}
     labels = {"county": "non-members in certified counties", "prefecture": "same industry, other counties of the prefecture"}
     for name in ("county", "prefecture"):
         sel = grp["group"].isin([name, "far"]).to_numpy()
         d = panel[sel].assign(cohort=grp.loc[sel, "spill_cohort"].to_numpy())
         n_exposed = int(d.loc[d["cohort"] > 0, "firm_id"].nunique())
         if n_exposed == 0:
+            skipped[f"spill_{name}"] = "no exposed firm"
             continue
-        rows.append(fit_variant(d, outcome, "cs_dr", cl, alpha=s["alpha"]).assign(check=f"spill_{name}", variant=labels[name], n_exposed_firms=n_exposed))
+        try:
+            fit = fit_variant(d, outcome, "cs_dr", cl, alpha=s["alpha"])
+        except ValueError as exc:
+            skipped[f"spill_{name}"] = f"not estimable on {n_exposed:,} exposed firms: {exc}"
+            warnings.warn(f"spillovers ({labels[name]}): {skipped[f'spill_{name}']}", RuntimeWarning, stacklevel=2)
+            continue
+        rows.append(fit.assign(check=f"spill_{name}", variant=labels[name], n_exposed_firms=n_exposed))
     d = panel[~grp["group"].isin(["county", "prefecture", "other"]).to_numpy()]
     rows.append(fit_variant(d, outcome, "cs_dr", cl, alpha=s["alpha"]).assign(check="no_exposed", variant="members against far firms only",
                                                                               n_exposed_firms=0))
-    return check_tidy(pd.concat(rows, ignore_index=True))
+    out = check_tidy(pd.concat(rows, ignore_index=True))
+    out.attrs["skipped"] = skipped
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1022,6 +1034,8 @@ def summary_table(rb: Robustness) -> pd.DataFrame:
                 note = ("significant: exposed firms differ from far firms; without them as controls the main estimate "
                         + ("keeps its sign and significance" if clean_same else "changes"))
             add(key, f"{_est(r)} on {int(r['n_exposed_firms']):,} exposed firms", verdict, note)
+        elif key in sp.attrs.get("skipped", {}):
+            add(key, f"not estimated: {sp.attrs['skipped'][key]}", None)
     if len(clean):
         add("no_exposed", _est(clean.iloc[0]), not clean_same)
     if rb.matching:
