@@ -159,3 +159,29 @@ def test_breakdown_at_the_end_of_the_grid_is_a_lower_bound():
     assert R._at_least(2.0, 2.0) == "at least 2.00 (the largest value tried)"
     assert R._at_least(1.0, 2.0) == "1.00"
     assert R._at_least(float("nan"), 2.0) == "n/a"
+
+
+def test_an_exposed_group_that_cannot_be_estimated_is_named(small_world, monkeypatch):
+    """When the second exposed group's fit fails (as on some small worlds: every ATT(g,t) of a few exposed firms
+    missing), spillovers warns, leaves it out, names it in attrs["skipped"], and the summary says so."""
+    panel = R.add_geography(add_outcomes(small_world.panel))
+    fit, calls = R.fit_variant, []
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("every ATT(g,t) is missing: nothing to aggregate")
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(R, "fit_variant", failing_second)
+    s = R.settings({"did": {"cluster": "cell_id", "alpha": 0.05, "window": [-5, 2]}, "robustness": {}, "seed": 0})
+    with pytest.warns(RuntimeWarning, match="not estimable"):
+        sp = R.spillovers(panel, "log_labor_productivity", s)
+    assert set(sp["check"]) == {"spill_county", "no_exposed"}
+    assert "every ATT(g,t) is missing" in sp.attrs["skipped"]["spill_prefecture"]
+    main = sp[sp["check"] == "no_exposed"].assign(estimator="cs_dr")
+    rb = R.Robustness(family="x", main_outcome="y", settings=s, main=main, wild=pd.DataFrame({"weights": []}), clusters=pd.DataFrame(),
+                      ri={}, design=pd.DataFrame(columns=["check", "variant", "estimate", "p_value"]), placebo=pd.DataFrame(), spill=sp,
+                      matching={}, twfe={}, honest={}, spec=pd.DataFrame())
+    row = rb.summary().set_index("check").loc["Spillovers: same industry, same prefecture"]
+    assert row["result"].startswith("not estimated") and row["changes the conclusion"] == "n/a"
