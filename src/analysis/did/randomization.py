@@ -422,7 +422,7 @@ class RIResult:
         ax.set_xlabel("estimate under reassigned certification")
         ax.set_ylabel("draws")
         ax.set_title(title or f"Randomization inference: {self.outcome}")
-        ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(0.0, 0.84))
+        ax.legend(frameon=False, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
         return ax.figure
 
     def __repr__(self) -> str:
