@@ -185,3 +185,19 @@ def test_an_exposed_group_that_cannot_be_estimated_is_named(small_world, monkeyp
                       matching={}, twfe={}, honest={}, spec=pd.DataFrame())
     row = rb.summary().set_index("check").loc["Spillovers: same industry, same prefecture"]
     assert row["result"].startswith("not estimated") and row["changes the conclusion"] == "n/a"
+
+
+def test_honest_grid_is_extended_to_bracket_the_breakdown(small_world, tmp_path):
+    """On the small world's log(1 + patents) (a clear effect), relative magnitudes on the grid [0.25]: the largest
+    Mbar is still robust, so the grid is doubled while it stays robust, up to extend_to = 8; the breakdown value
+    is then inside the grid or at 8. Without extension the grid stays [0.25]."""
+    panel = add_outcomes(small_world.panel)
+    s = R.settings({"did": {"cluster": "cell_id", "alpha": 0.05, "window": [-5, 2]}, "robustness": {}, "seed": 0})
+    es = R.event_study_cs(panel, "log1p_patents", s, base_period="universal")
+    fixed, grid0 = R.honest_sets(es, "relative_magnitude", [0.25], extend_to=0, cache_dir=tmp_path)
+    assert grid0 == [0.25] and R._breakdown(fixed) == 0.25
+    sets, grid = R.honest_sets(es, "relative_magnitude", [0.25], extend_to=8, cache_dir=tmp_path)
+    assert grid[:2] == [0.25, 0.5] and all(b == 2 * a for a, b in zip(grid, grid[1:])) and grid[-1] <= 8
+    b = R._breakdown(sets)
+    assert b < grid[-1] or grid[-1] == 8
+    assert set(sets["M"].dropna()) == set(grid)

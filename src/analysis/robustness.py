@@ -85,6 +85,7 @@ __all__ = [
     "honest_family",
     "honest_figures",
     "honest_plot",
+    "honest_sets",
     "honest_table",
     "main_estimates",
     "matching_estimates",
@@ -130,7 +131,7 @@ DEFAULTS: dict[str, Any] = {
     "anticipation": [1, 2],
     "placebo_shifts": [2, 3],
     "psm": {"covariates": ["log_output", "log_labor", "log_capital", "age"], "include_outcome": True, "caliper": 0.05, "bandwidth": 0.06},
-    "honest": {"mbar": [0.5, 1, 1.5, 2], "m_se": [0.25, 0.5, 1, 2], "outcomes": "all"},
+    "honest": {"mbar": [0.5, 1, 1.5, 2], "m_se": [0.25, 0.5, 1, 2], "outcomes": "all", "extend_to": 8},
     "spec_curve": {
         "estimators": ["cs_dr", "cs_notyet", "imputation", "twfe"],
         "comparisons": ["all", "last_batch", "no_spillover"],
@@ -827,6 +828,52 @@ def _breakdown(sens: pd.DataFrame) -> float:
     return breakdown_value(sens)
 
 
+def honest_sets(
+    es: EstimationResult,
+    restriction: str,
+    grid: Sequence[float],
+    *,
+    alpha: float = 0.05,
+    extend_to: float = 0.0,
+    cache_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, list[float]]:
+    """HonestDiD robust confidence sets on ``grid``, the grid doubled beyond its end while its largest
+    value still gives a set that excludes zero (up to ``extend_to``), so that the breakdown value is
+    bracketed rather than cut off by the grid.
+
+    Parameters
+    ----------
+    es : analysis.results.EstimationResult
+        Universal-base event study (:func:`event_study_cs`).
+    restriction : {"relative_magnitude", "smoothness"}
+        HonestDiD's restriction (:func:`analysis.did.honest.honest_did`).
+    grid : sequence of float
+        The values of M (Mbar) to start with, all positive.
+    alpha : float
+        1 - level of the sets.
+    extend_to : float
+        Largest value the grid may be extended to (0: no extension).
+    cache_dir : str or pathlib.Path, optional
+        HonestDiD's cache folder.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, list of float)
+        The tidy sets (an ``original`` row and one per M) and the grid used.
+    """
+    from analysis.did.honest import honest_did
+
+    grid = sorted(float(m) for m in grid)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            sets = honest_did(es, restriction=restriction, M=grid, alpha=alpha, cache_dir=cache_dir).tidy()
+        b = _breakdown(sets)
+        if not (np.isfinite(b) and np.isclose(b, grid[-1])) or 2 * grid[-1] > extend_to * (1 + 1e-9):
+            return sets, grid
+        grid = [*grid, 2 * grid[-1]]
+
+
 def honest_family(
     panel: pd.DataFrame,
     outcomes: Sequence[str],
@@ -842,10 +889,10 @@ def honest_family(
     for ``honest.mbar`` (the main outcome also for ``did.honest_mbar``, shared with the effects
     report's cache); smoothness sets for ``M = m_se x`` the standard error of the first post-period
     coefficient; breakdown values of both; and (Roth 2022) the slope of the linear pre-trend the
-    pre-test detects with 50 and 80 % power, with the bias it implies at event time 0.
+    pre-test detects with 50 and 80 % power, with the bias it implies at event time 0. Grids whose
+    largest value is still robust are doubled up to ``honest.extend_to`` (:func:`honest_sets`).
     ``honest.outcomes: main`` restricts the relative magnitudes (the slow part) to the main outcome.
     """
-    from analysis.did.honest import honest_did
     from analysis.did.pretrends import (
         event_study_arrays,
         pretrend_diagnostics,
@@ -864,25 +911,22 @@ def honest_family(
         se0 = float(np.sqrt(V[post][:, post][0, 0]))
         est0 = float(b[post][0])
         row: dict[str, Any] = {"outcome": y, "estimate_e0": est0, "se_e0": se0}
+        extend = float(hon.get("extend_to", 0) or 0)
         if hon["outcomes"] == "all" or y == main:
             mbar = sorted({float(m) for m in [*hon["mbar"], *(s["honest_mbar_main"] if y == main else [])] if float(m) > 0})
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                rm = honest_did(es, restriction="relative_magnitude", M=mbar, alpha=s["alpha"], cache_dir=cache_dir).tidy()
+            rm, mbar = honest_sets(es, "relative_magnitude", mbar, alpha=s["alpha"], extend_to=extend, cache_dir=cache_dir)
             sens_rows.append(rm)
             row["breakdown_mbar"] = _breakdown(rm)
             row["mbar_max"] = max(mbar)
         else:
             row["breakdown_mbar"] = row["mbar_max"] = np.nan
         ms = [float(m) * se0 for m in hon["m_se"]]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            sd = honest_did(es, restriction="smoothness", M=ms, alpha=s["alpha"], cache_dir=cache_dir).tidy()
+        sd, ms = honest_sets(es, "smoothness", ms, alpha=s["alpha"], extend_to=extend * se0, cache_dir=cache_dir)
         sd["M_se"] = sd["M"] / se0
         sens_rows.append(sd)
         bm = _breakdown(sd)
         row["breakdown_m_se"] = bm / se0 if np.isfinite(bm) else np.nan
-        row["m_se_max"] = max(float(m) for m in hon["m_se"])
+        row["m_se_max"] = max(ms) / se0
         bd_rows.append(row)
         pre = e < ref
         if pre.sum() >= 1:
