@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, INTERIM, ParameterError, processed_dir
 from analysis.did.data import DiDPanel, as_panel
-from analysis.io import progress_options, write_parquet
+from analysis.io import progress as progress_bar
+from analysis.io import write_parquet
 from analysis.results import EstimationResult, check_tidy
 from analysis.tables import wide_table
 from analysis.truth import attach_truth, attach_truth_overall, count_truth, heterogeneity_truth, proportional_truth, truth_by_group
@@ -397,7 +397,7 @@ def estimate_family(
     window = tuple(did["window"])
     fits = [(o, e) for o in outcomes for e in did["estimators"]]
     results: dict[tuple[str, str], dict[str, EstimationResult]] = {}
-    bar = tqdm(fits, desc=f"{spec['family']}: estimators x outcomes", **progress_options(progress))
+    bar = progress_bar(fits, desc=f"{spec['family']}: estimators x outcomes", progress=progress)
     checked: dict[str, DiDPanel] = {}  # one validated container per outcome, shared by the estimators
     for outcome, est in bar:
         bar.set_postfix_str(f"{est} on {outcome}")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.domain import duplicated_unit_periods
-from analysis.io import progress_options
+from analysis.io import progress as progress_bar
 from analysis.results import EstimationResult, tidy_frame
 from analysis.tfp.acf import fit_acf
 from analysis.tfp.arrays import PanelData, resample_units
@@ -372,15 +372,12 @@ def _estimate_one(panel: PanelData, opt: Options, *, se: str, n_boot: int, seed,
     draws = None
     n_failed = 0
     if se == "bootstrap":
-        from tqdm.auto import tqdm
-
         rng = np.random.default_rng(list(np.atleast_1d(seed)))
         start = core.info.get("boot_start", core.coef)
         rows = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in tqdm(range(n_boot), desc=f"{label} bootstrap", **progress_options(progress),
-                          leave=False):
+            for _ in progress_bar(range(n_boot), desc=f"{label} bootstrap", progress=progress, leave=False):
                 draw = resample_units(panel, rng)
                 try:
                     fit = fitter(draw, opt, start=np.asarray(start, dtype=float), boot=True)
