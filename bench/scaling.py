@@ -44,6 +44,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+
 from _common import current_rss_gb, machine, package_versions, peak_rss_gb
 
 HERE = Path(__file__).resolve().parent

@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from acf_dgp import simulate_acf
-
 from analysis.tfp import estimate_production
 from analysis.tfp.design import Design, Dummies, cluster_meat
+
+from acf_dgp import simulate_acf
 
 
 @pytest.fixture()
 def designs():
+    """Two random designs with dense and dummy blocks in mixed order."""
     rng = np.random.default_rng(0)
     n = 600
     year, group = rng.integers(0, 4, n), rng.integers(0, 5, n)
@@ -28,6 +29,7 @@ def designs():
 
 
 def test_products_equal_the_dense_algebra(designs):
+    """Z c, Z'v, Z'V and Z'A equal the products of the dense matrices to 1e-12."""
     rng, n, Z, A = designs
     Zd, Ad = Z.dense(), A.dense()
     assert Zd.shape == (n, 1 + 3 + 4 + 1 + 3)
@@ -39,6 +41,7 @@ def test_products_equal_the_dense_algebra(designs):
 
 
 def test_cluster_meat_equals_the_sum_of_firm_outer_products(designs):
+    """H'H from firm sums of z * r, with sparse dummy blocks, equals the dense computation."""
     rng, n, Z, A = designs
     firm = np.sort(rng.integers(0, 60, n))
     code = np.cumsum(np.r_[True, firm[1:] != firm[:-1]]) - 1

@@ -257,6 +257,7 @@ class KernelWatch(threading.Thread):
         return text + (f"; {loops}" if loops else "")
 
     def run(self) -> None:
+        """Poll every ``interval`` seconds; print :meth:`line` every ``heartbeat`` seconds."""
         last = time.monotonic()
         while not self._stop.wait(self.interval):
             self.sample()
@@ -289,8 +290,9 @@ def death_message(notebook: str, watch: KernelWatch, *, config: str, hints: Sequ
     --------
     >>> w = KernelWatch("03_productivity", ["x = 1", "fit = estimate(panel)"], None)
     >>> w.cell, w.peak, w.total_gb, w.available_gb, w.started = 2, 23.1, 24.0, 19.5, time.time() - 600
-    >>> print(death_message("03_productivity.ipynb", w, config="asif", hints=["tfp.n_boot (bootstrap draws)"]))  # doctest: +ELLIPSIS
-    error: 03_productivity.ipynb stopped: the kernel died (killed, most likely by the system for lack of memory) in cell 2 of 2 (`fit = estimate(panel)`) after 10 min 00 s.
+    >>> print(death_message("03_productivity.ipynb", w, config="asif", hints=["tfp.n_boot (bootstrap draws)"]))  # doctest: +NORMALIZE_WHITESPACE
+    error: 03_productivity.ipynb stopped: the kernel died (killed, most likely by the system for lack of memory)
+    in cell 2 of 2 (`fit = estimate(panel)`) after 10 min 00 s.
     Its memory had reached 23.1 GB; this machine has 24.0 GB (19.5 GB were available when the step started).
     To make it fit, lower in config/asif.yaml: tfp.n_boot (bootstrap draws); or use a machine with more memory (README, "Will my real data fit?").
     """

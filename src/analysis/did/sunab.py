@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.did._fe_ols import fe_indicator_ols
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.did._fe_ols import fe_indicator_ols
 from analysis.domain import NEVER_TREATED
 from analysis.inference import blas_threads
 from analysis.results import EstimationResult, tidy_frame
