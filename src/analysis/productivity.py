@@ -58,6 +58,13 @@ def _certified(panel: pd.DataFrame) -> pd.Series:
     return ((g > 0) & (panel["year"] >= g)).astype(float)
 
 
+def _used_columns(panel: pd.DataFrame, tfp: Mapping[str, Any], *extra: str | None) -> list[str]:
+    """The columns the production functions read: keys, inputs, proxies, effects, Markov controls."""
+    want = ["firm_id", "year", SPEC["output"], *SPEC["free"], *SPEC["state"], *SPEC["proxy"].values(),
+            tfp.get("by"), tfp.get("group_effects"), *tfp.get("markov_controls", []), *extra]
+    return [c for c in dict.fromkeys(w for w in want if w) if c in panel.columns]
+
+
 def _se_kind(method: str, *, main: bool, n_boot: int) -> str:
     """Analytic standard errors where they exist; a firm bootstrap for the main proxy method only."""
     if method in ("ols", "fe", "wrdg"):
@@ -96,9 +103,10 @@ def estimate_tfp(
     """
     from analysis.tfp import estimate_production
 
-    out = panel.copy()
+    out = panel.copy(deep=False)  # new columns only; the panel's own columns are not copied
     if "certified" in tfp.get("markov_controls", []) and "certified" not in out:
         out["certified"] = _certified(out)
+    use = _used_columns(out, tfp)  # each method sees these columns only (no copy of the whole panel per method)
     fits: dict[str, Any] = {}
     for method in [tfp["method"], *[m for m in tfp["robustness"] if m != tfp["method"]]]:
         proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
@@ -110,7 +118,7 @@ def estimate_tfp(
         )
         if method in ("op", "lp", "acf", "wrdg") and tfp.get("markov_controls"):
             kwargs["markov_controls"] = list(tfp["markov_controls"])
-        data = out.dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
+        data = out[use].dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -134,9 +142,10 @@ def estimate_by_group(panel: pd.DataFrame, tfp: Mapping[str, Any], by: str, *, s
     from analysis.tfp import estimate_production
 
     method = tfp["method"]
-    data = panel.copy()
+    data = panel.copy(deep=False)
     if "certified" in tfp.get("markov_controls", []) and "certified" not in data:
         data["certified"] = _certified(data)
+    data = data[_used_columns(data, tfp, by)]
     proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
     data = data.dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
     kwargs = dict(output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=by,
