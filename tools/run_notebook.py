@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     cells = [c.source for c in source.cells]
     hints = list(source.metadata.get("analysis", {}).get("memory_parameters", []))
     name = args.notebook.stem if "family" not in params else f"{args.notebook.stem} ({params['family']})"
-    watch = KernelWatch(name, cells, progress_file)
+    # ANALYSIS_HEARTBEAT: seconds between the log's heartbeat lines (default a minute; the tests use less)
+    watch = KernelWatch(name, cells, progress_file, heartbeat=float(os.environ.get("ANALYSIS_HEARTBEAT", 60)))
     tagged = [i for i, c in enumerate(source.cells, start=1) if "parameters" in c.metadata.get("tags", [])]
     watch.injected_after = tagged[0] if (tagged and params) else None
     handler = watch.handler()
