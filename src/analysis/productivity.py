@@ -211,18 +211,27 @@ def write_tfp_panel(panel: pd.DataFrame, config: str):
     return write_parquet(panel, tfp_panel_path(config))
 
 
-def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Read the panel with TFP columns; estimate and write it first if it is missing."""
-    path = tfp_panel_path(config)
-    if path.is_file():
-        return pd.read_parquet(path)
-    from analysis.config import load_params
-    from analysis.panel import load_panel
+def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read the panel with TFP columns; estimate and write it first if it is missing.
 
-    params = params or load_params(config)
-    panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
-    write_tfp_panel(panel, config)
-    return panel
+    ``columns``: read only these (those the file has); a census-size panel has 50-odd columns and
+    a report usually needs a handful.
+    """
+    path = tfp_panel_path(config)
+    if not path.is_file():
+        from analysis.config import load_params
+        from analysis.panel import load_panel
+
+        params = params or load_params(config)
+        panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
+        write_tfp_panel(panel, config)
+        return panel if columns is None else panel[[c for c in dict.fromkeys(columns) if c in panel.columns]]
+    if columns is None:
+        return pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in have])
 
 
 # ---------------------------------------------------------------------------------------------
