@@ -252,7 +252,8 @@ def ols_absorb(
     Cross products are accumulated chunk by chunk, so only ``chunk`` rows of the design exist
     at a time; the chunks are kept for the pass that computes the fitted values while they take
     at most ``cache_bytes`` (a 5-million-row cubic in three inputs is 0.8 GB), else rebuilt.
-    With ``groups`` (codes 0..G-1) each group gets its own intercept (year dummies), absorbed exactly through group sums (``X'X - sum_g n_g xbar_g xbar_g'``); ``make_X`` must
+    With ``groups`` (codes 0..G-1) each group gets its own intercept (year dummies), absorbed
+    exactly through group sums (``X'X - sum_g n_g xbar_g xbar_g'``); ``make_X`` must
     then not include a constant. Without ``groups`` include a constant column yourself.
     Rank deficiency is handled by a minimum-norm solve.
 
