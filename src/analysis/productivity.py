@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import processed_dir
+from analysis.io import progress as progress_bar
 from analysis.io import write_parquet
 
 __all__ = [
@@ -108,7 +109,10 @@ def estimate_tfp(
         out["certified"] = _certified(out)
     use = _used_columns(out, tfp)  # each method sees these columns only (no copy of the whole panel per method)
     fits: dict[str, Any] = {}
-    for method in [tfp["method"], *[m for m in tfp["robustness"] if m != tfp["method"]]]:
+    methods = [tfp["method"], *[m for m in tfp["robustness"] if m != tfp["method"]]]
+    bar = progress_bar(methods, desc="production functions", progress=progress)
+    for method in bar:
+        bar.set_postfix_str(method)
         proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
         kwargs = dict(
             output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=tfp.get("by"),
