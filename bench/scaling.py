@@ -315,12 +315,19 @@ def run_reports(size: str, root: Path) -> list[dict]:
     cmd = ["make", "-C", str(root), "all", f"CONFIG={config}", "JOBS=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     total = time.perf_counter() - t0
+    n_rows = None
+    panel = root / "data" / "processed" / config / "panel.parquet"
+    if panel.is_file():
+        import pyarrow.parquet as pq
+
+        n_rows = pq.ParquetFile(panel).metadata.num_rows
     rows = []
     for f in sorted((root / "build" / config).glob("*.stats.json")):
         st = json.loads(f.read_text())
         rows.append({"step": f"report {f.name.removesuffix('.stats.json')}", "size": size, "seconds": st["seconds"],
-                     "peak_gb": st["peak_gb"], "load": load})
-    rows.append({"step": "make all (total)", "size": size, "seconds": round(total, 1),
+                     "peak_gb": st["peak_gb"], "load": load, "rows": n_rows, "status": st.get("status")})
+    rows.append({"step": "make all (total)", "size": size, "seconds": round(total, 1), "rows": n_rows,
+                 "load_after": [round(x, 2) for x in os.getloadavg()],
                  "peak_gb": max([r["peak_gb"] for r in rows], default=float("nan")), "load": load,
                  **({"error": proc.stderr.strip().splitlines()[-5:]} if proc.returncode else {})})
     return rows
@@ -359,12 +366,18 @@ def main(argv: list[str] | None = None) -> int:
         for s in sizes:
             results += run_reports(s, root)
             print(json.dumps(results[-1]), flush=True)
+    if args.write:  # merged with earlier runs: a (step, size) measured again replaces the old row
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        store = RESULTS.parent / "scaling.json"
+        old = json.loads(store.read_text())["results"] if store.is_file() else []
+        new_keys = {(r["step"], r["size"]) for r in results}
+        results = [r for r in old if (r["step"], r["size"]) not in new_keys] + results
+        meta = {"date": str(date.today()), "machine": machine(), "versions": package_versions(("numpy", "pandas", "scipy", "pyfixest"))}
+        store.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        sizes = [s for s in SIZES if any(r["size"] == s for r in results)]
     md = table(results, sizes)
     print(md)
     if args.write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        meta = {"date": str(date.today()), "machine": machine(), "versions": package_versions(("numpy", "pandas", "scipy", "pyfixest"))}
-        (RESULTS.parent / "scaling.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
         (RESULTS.parent / "scaling.md").write_text(md + "\n")
     return 0
 
