@@ -44,6 +44,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from _common import current_rss_gb, machine, package_versions, peak_rss_gb
 
@@ -62,7 +63,7 @@ SIZES: dict[str, dict[str, int]] = {
 TFP_METHODS = ["acf", "lp", "op", "wrdg", "ols", "fe"]
 DID = ["cs_dr", "cs_notyet", "sunab", "imputation", "stacked", "twfe"]
 STEPS = ["panel", *[f"tfp_{m}" for m in TFP_METHODS], "tfp_acf_boot", "tfp_by_industry",
-         *[f"did_{e}" for e in DID], "honest", "heterogeneity", "ppml"]
+         *[f"did_{e}" for e in DID], "peer_sunab_pyfixest", "honest", "heterogeneity", "ppml"]
 DID_OUTCOME = "log_labor_productivity"
 
 
@@ -155,6 +156,30 @@ def _step_did(size: str, est: str):
     yield {"rows": data.n_rows, "att": round(float(res["simple"].tidy()["estimate"].iloc[0]), 5)}
 
 
+def _step_sunab_pyfixest(size: str):
+    """The peer: sunab's saturated regression as pyfixest runs it (dense cell dummies, demeaned)."""
+    import pyfixest as pf
+
+    from analysis.did._common import prepare_panel
+    from analysis.inference import blas_threads
+
+    did = size_params(size)["did"]
+    _, data = _did_panel(size)
+    p = prepare_panel(data, outcome=DID_OUTCOME, unit="firm_id", time="year", cohort="cohort", cluster=did["cluster"])
+    f = p.frame
+    g, e = f["_g"].to_numpy(), f["_e"].to_numpy()
+    f = f.loc[~((g > 0) & (g <= f["_t"].min()))].copy()
+    g, e = f["_g"].to_numpy(), f["_e"].to_numpy()
+    treated = (g > 0) & (e != -1)
+    keys = pd.Series(list(zip(g[treated], e[treated])))
+    f["_cell"] = 0
+    f.loc[treated, "_cell"] = pd.factorize(keys, sort=True)[0] + 1
+    yield "loaded"
+    with blas_threads():
+        fit = pf.feols("_y ~ i(_cell, ref=0) | _i + _t", data=f, vcov={"CRV1": "_cl"}, copy_data=False, store_data=False, lean=True)
+    yield {"rows": int(fit._N), "coefficients": len(fit._coefnames)}
+
+
 def _step_honest(size: str):
     from analysis.effects import honest_sensitivity
 
@@ -198,7 +223,8 @@ def _step(name: str, size: str):
         return _step_tfp(size, name.removeprefix("tfp_"), False)
     if name.startswith("did_"):
         return _step_did(size, name.removeprefix("did_"))
-    return {"honest": _step_honest, "heterogeneity": _step_heterogeneity, "ppml": _step_ppml}[name](size)
+    return {"honest": _step_honest, "heterogeneity": _step_heterogeneity, "ppml": _step_ppml,
+            "peer_sunab_pyfixest": _step_sunab_pyfixest}[name](size)
 
 
 def child(name: str, size: str, profile: bool) -> dict:
