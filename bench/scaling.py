@@ -16,8 +16,8 @@ over the sizes. Two kinds of rows:
   with the 999-draw multiplier bootstrap), HonestDiD, the heterogeneity splits and Poisson PML.
   The DiD steps use the outcome ``log_labor_productivity`` (every firm-year; the cost does not
   depend on which continuous outcome).
-- **reports** (``--reports``): the whole ``make all`` of a parameter set at that size, run in a
-  scratch copy of the project (``bench/results/scaling/root``, so the repository's data, build
+- **reports** (``--reports``): the whole ``make all`` of a parameter set at that size (5M:
+  ``config/asif.yaml`` itself, with its 20 bootstrap draws for ACF), run in a scratch copy of the project (``bench/results/scaling/root``, so the repository's data, build
   and reports are not touched), with each report's time and its kernel's peak memory as
   ``tools/run_notebook.py`` records them (``build/<config>/NN.stats.json``).
 
@@ -327,9 +327,9 @@ def scratch_root(sizes: list[str]) -> Path:
         shutil.copy2(f, cfg / f.name)
     import yaml
 
-    for s in sizes:
-        world = SIZES[s] if s != "5M" else yaml.safe_load((ROOT / "config" / "asif.yaml").read_text())["world"]
-        (cfg / f"scaling_{s}.yaml").write_text(yaml.safe_dump({"world": world}))
+    for s in sizes:  # 5M: the rehearsal parameter set itself (its world and its thinned bootstrap)
+        text = (ROOT / "config" / "asif.yaml").read_text() if s == "5M" else yaml.safe_dump({"world": SIZES[s]})
+        (cfg / f"scaling_{s}.yaml").write_text(text)
     return root
 
 
