@@ -17,8 +17,8 @@ over the sizes. Two kinds of rows:
   The DiD steps use the outcome ``log_labor_productivity`` (every firm-year; the cost does not
   depend on which continuous outcome).
 - **reports** (``--reports``): the whole ``make all`` of a parameter set at that size (5M:
-  ``config/asif.yaml`` itself, with its 20 bootstrap draws for ACF), run in a scratch copy of the project (``bench/results/scaling/root``, so the repository's data, build
-  and reports are not touched), with each report's time and its kernel's peak memory as
+  ``config/asif.yaml`` itself, with its 20 bootstrap draws for ACF), run in a scratch copy of the
+  project (``bench/results/scaling/root``, so the repository's data, build and reports are not touched), with each report's time and its kernel's peak memory as
   ``tools/run_notebook.py`` records them (``build/<config>/NN.stats.json``).
 
 With ``--profile`` each function step also reports the stack at its sampled memory peak
