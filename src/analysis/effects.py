@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -308,6 +309,7 @@ def heterogeneity(
             if sub.loc[sub["cohort"] > 0, "firm_id"].nunique() < 5:
                 continue
             res = run_estimator(estimator, sub, outcome, **kwargs)["simple"].tidy()
+            gc.collect()
             part.append(res.assign(dimension=dim, group=str(g)))
         if not part:
             continue
@@ -341,7 +343,10 @@ def count_effects(
     from analysis.did.poisson import etwfe_poisson, ppml
 
     kw = dict(cluster=cluster, alpha=alpha)
-    rows = [ppml(data, outcome, unit, time, cohort, **kw).tidy(), etwfe_poisson(data, outcome, unit, time, cohort, **kw).tidy()]
+    rows = [ppml(data, outcome, unit, time, cohort, **kw).tidy()]
+    gc.collect()
+    rows.append(etwfe_poisson(data, outcome, unit, time, cohort, **kw).tidy())
+    gc.collect()
     out = check_tidy(pd.concat(rows, ignore_index=True))
     out["percent"] = 100 * np.expm1(out["estimate"])
     return out
@@ -418,6 +423,7 @@ def estimate_family(
             current = outcome
         n_boot = did["n_boot"] if est == did["main"] else 0
         results[(outcome, est)] = run_estimator(est, data, outcome, cluster=did["cluster"], window=window, alpha=did["alpha"], n_boot=n_boot, seed=seed)
+        gc.collect()  # the fits leave reference cycles holding data-sized arrays; at 5 million rows ~1 GB a fit
 
     def stack(kind: str) -> pd.DataFrame:
         frames = [r[kind].tidy() for r in results.values() if kind in r]

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -133,6 +134,8 @@ def estimate_tfp(
         except Exception as exc:  # noqa: BLE001 - a failed method is reported in the notebook
             fits[method] = exc
             out[f"tfp_{method}"] = np.nan
+        del data
+        gc.collect()  # reference cycles left by a fit would hold its data-sized arrays until much later
     return out, fits
 
 
