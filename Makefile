@@ -36,6 +36,10 @@ PARAM_STAMPS := $(addprefix $(STAMP)/,$(addsuffix .json,$(SECTIONS)))
 WORLD_PARAMS := $(STAMP)/seed.json $(STAMP)/data.json $(STAMP)/world.json
 EXTERNAL := $(wildcard data/external/*.csv)
 REPORT_STAMP := reports/.config
+EXAMPLE_DIR := data/example
+EXAMPLE_STAMP := $(EXAMPLE_DIR)/.written
+# the user's files: a change to any of them rebuilds the panel
+RAW_FILES := $(shell find data/raw $(EXAMPLE_DIR) -type f ! -name '.*' ! -name README.md 2>/dev/null)
 RUN_NOTEBOOK := tools/run_notebook.py
 
 # notebooks run once on the parameter set; 04_effects runs once per outcome family
@@ -48,7 +52,7 @@ PAGES := $(SIMPLE_NOTEBOOKS) $(EFFECTS) $(SUMMARY) $(VALIDATION)
 EXECUTED := $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(PAGES)))
 HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 
-.PHONY: all env data notebooks reports test test-slow browser bench lab clean clean-all help lock validation clean-validation FORCE
+.PHONY: all env data example-data notebooks reports test test-slow browser bench lab clean clean-all help lock validation clean-validation FORCE
 .DEFAULT_GOAL := all
 
 all: reports ## create the environment if missing, build the data, run the notebooks, publish reports/
@@ -82,8 +86,19 @@ data: $(PANEL) ## build data/processed/<CONFIG>/panel.parquet
 $(PARAM_STAMPS) &: config/default.yaml config/$(CONFIG).yaml FORCE | $(ENV_STAMP)
 	@python tools/stamps.py $(CONFIG) $(STAMP)
 
-$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(shell $(PYTHON) tools/deps.py --modules analysis.panel 2>/dev/null)
+$(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(RAW_FILES) $(shell $(PYTHON) tools/deps.py --modules analysis.panel 2>/dev/null)
 	python -m analysis.panel --config $(CONFIG)
+
+# the worked example of the real-data path: the default world written as raw firm files (GBK CSVs,
+# Chinese headers ...) into data/example/ (git-ignored), read back by config/example_raw.yaml
+example-data: $(EXAMPLE_STAMP) ## write the synthetic world as raw firm files to data/example/ (for CONFIG=example_raw)
+
+$(EXAMPLE_STAMP): $(ENV_STAMP) config/default.yaml $(shell $(PYTHON) tools/deps.py --modules analysis.example_firms 2>/dev/null)
+	python -m analysis.example_firms --config default --out $(EXAMPLE_DIR)
+
+ifeq ($(CONFIG),example_raw)
+$(PANEL): $(EXAMPLE_STAMP)
+endif
 
 # ---------------------------------------------------------------------------------------------
 # notebooks: executed by papermill into a temporary file, moved into build/ only on success
@@ -200,7 +215,7 @@ lab: $(ENV_STAMP) ## open JupyterLab on the project's kernel
 	jupyter lab --notebook-dir=$(CURDIR)
 
 clean: ## remove built data, executed notebooks and reports (keeps .venv and data/raw)
-	rm -rf build data/interim/* data/processed/* reports
+	rm -rf build data/interim/* data/processed/* reports $(EXAMPLE_DIR)
 	@touch data/interim/.gitkeep data/processed/.gitkeep
 
 clean-all: clean ## also remove .venv

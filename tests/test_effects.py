@@ -1,6 +1,6 @@
 """The effects study: family specifications, tests on results, PPML, and recovery of the truth.
 
-- pre-trend and equality Wald statistics are checked against hand computations;
+- pre-trend and equality Wald statistics (chi-squared, Welch's F) are checked against hand computations;
 - the Poisson PML estimate is checked against statsmodels' GLM Poisson with unit and year dummies
   (the textbook estimator the fixed-effects version must equal);
 - on the default synthetic world, each family's main outcome estimated by Callaway-Sant'Anna is
@@ -65,9 +65,10 @@ def test_pretrend_test_is_the_wald_statistic_of_pre_periods():
     res = _event_result([0.2, -0.3, 5.0, 7.0], V)
     b = np.array([0.2, -0.3])
     stat = b @ np.linalg.inv(V[:2, :2]) @ b
-    out = pretrend_test(res)
-    assert out["stat"] == pytest.approx(stat) and out["df"] == 2
-    assert out["p_value"] == pytest.approx(stats.chi2.sf(stat, 2))
+    out = pretrend_test(res)  # no small-sample inference attached: chi-squared
+    assert out.method == "chi2" and out.stat == pytest.approx(stat) and out.df == 2
+    assert out.p_value == pytest.approx(stats.chi2.sf(stat, 2))
+    assert "e-3 = e-2 = 0" in out.null
 
 
 def test_equality_test_against_hand_computation():
@@ -76,8 +77,23 @@ def test_equality_test_against_hand_computation():
     w = 1 / se**2
     stat = np.sum(w * (b - np.sum(w * b) / w.sum()) ** 2)
     out = equality_test(b, se)
-    assert out["stat"] == pytest.approx(stat) and out["df"] == 2
-    assert np.isnan(equality_test([0.1], [0.1])["p_value"])
+    assert out.stat == pytest.approx(stat) and out.df == 2 and out.method == "chi2"
+    assert np.isnan(equality_test([0.1], [0.1]).p_value)
+
+
+def test_welch_equality_test_against_hand_computation():
+    """Welch (1951) heteroscedastic F test: statistic, degrees of freedom and p-value by hand;
+    with very many degrees of freedom it approaches the chi-squared test."""
+    b, se, df = np.array([0.1, 0.3, 0.2]), np.array([0.05, 0.1, 0.05]), np.array([6.0, 9.0, 12.0])
+    w = 1 / se**2
+    W = np.sum(w * (b - np.sum(w * b) / w.sum()) ** 2)
+    lam = np.sum((1 - w / w.sum()) ** 2 / df)
+    F = W / 2 / (1 + 2 * 1 * lam / 8)
+    out = equality_test(b, se, df)
+    assert out.method == "welch" and out.stat == pytest.approx(F) and out.df_denom == pytest.approx(8 / (3 * lam))
+    assert out.p_value == pytest.approx(stats.f.sf(F, 2, 8 / (3 * lam)))
+    big = equality_test(b, se, np.full(3, 1e9))
+    assert big.p_value == pytest.approx(equality_test(b, se).p_value, rel=1e-6)
 
 
 def test_attach_truth_marks_coverage():
@@ -148,6 +164,7 @@ def test_pretrend_test_rejects_a_violated_parallel_trend_and_not_the_default(sma
     certification) the joint pre-trend test of log value added rejects at 1 %; on the same world
     without it, it does not."""
     bent = simulate_world({"world": {**SMALL["world"], "scenario": {"pretrend": 0.02}}}, seed=small_world.params["seed"])
-    p_bent = pretrend_test(_cs(add_outcomes(bent.panel), "log_value_added")["event"])["p_value"]
-    p_null = pretrend_test(_cs(add_outcomes(small_world.panel), "log_value_added")["event"])["p_value"]
-    assert p_bent < 0.01 < p_null
+    t_bent = pretrend_test(_cs(add_outcomes(bent.panel), "log_value_added")["event"])
+    t_null = pretrend_test(_cs(add_outcomes(small_world.panel), "log_value_added")["event"])
+    assert t_bent.method == t_null.method == "wild_bootstrap"
+    assert t_bent.p_value < 0.01 < t_null.p_value

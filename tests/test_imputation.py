@@ -145,7 +145,7 @@ def test_pretrends_k_is_did_imputation_test_one(mpdta):
     b = k3.tidy().set_index("event_time")["estimate"]
     np.testing.assert_allclose([b[-3] - b[-1], b[-2] - b[-1], -b[-1]],
                                allp.loc[[-3, -2, -4], "estimate"].to_numpy(), atol=1e-10)
-    assert k3.meta["reference_period"] is None and k3.meta["pretrend_test"]["df"] == 3
+    assert k3.meta["reference_period"] is None and k3.meta["pretrend_test"].df == 3
     assert np.linalg.eigvalsh(k3.vcov.to_numpy()).min() > -1e-12
 
 

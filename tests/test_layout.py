@@ -30,11 +30,13 @@ FLOORS: dict[str, int] = {
     "analysis.sources": 3,
     "analysis.simulate": 3,
     "analysis.example_records": 3,
+    "analysis.example_firms": 3,
     # 4: the validated analysis panel from either source
     "analysis.panel": 4,
     # 5: the study's steps, figures, tables, reports
     "analysis.productivity": 5,
     "analysis.effects": 5,
+    "analysis.availability": 5,
     "analysis.truth": 5,
     "analysis.robustness": 5,
     "analysis.montecarlo": 5,

@@ -51,9 +51,10 @@ def test_baseline_is_the_year_before_certification():
     assert baseline(df, "x").tolist() == [2, 2, 2, 7, 7]
 
 
-def _write_raw(tmp_path, world):
-    firms = world.panel.drop(columns=["cluster_id", "batch", "cohort"]).rename(columns={"firm_id": "法人代码", "output": "gross_output"})
-    firms["gross_output"] *= 1000  # yuan, not thousand yuan
+def _write_raw(tmp_path, world, id_header="法人代码"):
+    firms = world.panel.drop(columns=["cluster_id", "batch", "cohort"]).rename(columns={"firm_id": id_header, "output": "gross_output"})
+    for col in ("gross_output", "value_added", "capital", "materials", "investment"):
+        firms[col] *= 1000  # yuan, not thousand yuan (data.money_scale scales every money column)
     clusters = world.clusters[["cluster_id", "county_code", "industry_code", "batch", "announced"]]
     fpath, cpath = tmp_path / "firms.csv", tmp_path / "clusters.csv"
     firms.to_csv(fpath, index=False)
@@ -78,9 +79,9 @@ def test_real_data_path_reproduces_the_panel_and_leaves_raw_files_untouched(tmp_
 
 def test_real_data_errors_name_the_file_and_column(tmp_path, small_world):
     """Bad rename maps and missing contract columns in raw files are errors naming the column and file."""
-    fpath, cpath = _write_raw(tmp_path, small_world)
+    fpath, cpath = _write_raw(tmp_path, small_world, id_header="企业编号")  # not a header the ASIF defaults know
     params = load_params("small")
-    params["data"].update(source="raw", raw_firms=str(fpath), raw_clusters=str(cpath), rename={"no_such_column": "firm_id"})
+    params["data"].update(source="raw", raw_firms=str(fpath), raw_clusters=str(cpath), rename={"no_such_column": "firm_id"}, money_scale=0.001)
     with pytest.raises(ParameterError, match="no_such_column"):
         build_panel(params)
     params["data"]["rename"] = {"gross_output": "output"}  # firm_id left unnamed

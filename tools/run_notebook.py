@@ -48,7 +48,7 @@ from papermill.iorw import read_yaml_file
 from analysis.io import PROGRESS_ENV, read_log, read_progress, write_text
 
 __all__ = [
-    "attach_inputs", "declared_parameters", "main", "resolve_value", "select_parameters", "KernelWatch", "death_message",
+    "attach_inputs", "declared_parameters", "main", "published_skip", "resolve_value", "select_parameters", "KernelWatch", "death_message",
     "describe_loops", "duration",
 ]
 
@@ -307,6 +307,37 @@ def death_message(notebook: str, watch: KernelWatch, *, config: str, hints: Sequ
     )
 
 
+def published_skip(nb: nbformat.NotebookNode, reason: str) -> nbformat.NotebookNode:
+    """A notebook stopped by ``analysis.availability.InputsAbsent`` as a page to publish: papermill's
+    error banner and the traceback removed, the cells after the stop dropped, the paragraph kept,
+    and ``metadata.analysis.skipped`` set to the reason.
+
+    Examples
+    --------
+    >>> nb = nbformat.v4.new_notebook()
+    >>> stop = nbformat.v4.new_code_cell("require_inputs(...)", outputs=[nbformat.v4.new_output("display_data", {"text/markdown": "Skipped"}),
+    ...        nbformat.v4.new_output("error", ename="InputsAbsent", evalue="x", traceback=[])])
+    >>> nb.cells = [nbformat.v4.new_markdown_cell("# Title"), stop, nbformat.v4.new_code_cell("later()")]
+    >>> out = published_skip(nb, "x")
+    >>> len(out.cells), [o["output_type"] for o in out.cells[1].outputs], out.metadata["analysis"]["skipped"]
+    (2, ['display_data'], 'x')
+    """
+    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", []) and c.get("id") != "papermill-error-cell"]
+    kept = []
+    for cell in cells:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error" and o.get("ename") == "InputsAbsent"]
+        if errors:
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+            cell.get("metadata", {}).get("papermill", {}).update(exception=False, status="completed")
+            kept.append(cell)
+            break
+        kept.append(cell)
+    nb.cells = kept
+    nb.metadata.setdefault("analysis", {})["skipped"] = reason
+    nb.metadata.get("papermill", {}).update(exception=False)
+    return nb
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring); returns papermill's exit status."""
     parser = argparse.ArgumentParser(prog="tools/run_notebook.py", description=__doc__.splitlines()[0])
@@ -358,15 +389,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         import nbclient.exceptions
 
-        status = "failed"
-        dead = isinstance(exc, nbclient.exceptions.DeadKernelError)
-        memory = getattr(exc, "ename", "") == "MemoryError"
-        if dead or memory:
+        if isinstance(exc, papermill.PapermillExecutionError) and exc.ename == "InputsAbsent":
+            status = "skipped"
+            nbformat.write(published_skip(nbformat.read(args.output, as_version=4), exc.evalue), args.output)
+            print(f"{args.notebook.name}: {exc.evalue}; published with the paragraph that says so (analysis.availability)")
+        else:
+            status = "failed"
+            dead = isinstance(exc, nbclient.exceptions.DeadKernelError)
+            memory = getattr(exc, "ename", "") == "MemoryError"
+            if not (dead or memory):
+                raise
             status = "out of memory" if memory else "kernel died"
             logging.getLogger("papermill").exception("the notebook failed")
             message = death_message(args.notebook.name, watch, config=str(params.get("config", "default")), hints=hints, memory_error=memory)
-        else:
-            raise
     finally:
         watch.stop()
         logging.getLogger("papermill").removeHandler(handler)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "warnings_note",
     "summary_statistics",
     "flatten_params",
     "treatment_group",
@@ -230,8 +231,23 @@ def clusters_by_industry(clusters: pd.DataFrame) -> pd.DataFrame:
 
 
 def characteristics(panel: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The panel with ``sme`` as a share (float) and the :data:`CHARACTERISTICS` it has."""
-    return panel.assign(sme=panel["sme"].astype(float)), [c for c in CHARACTERISTICS if c in panel]
+    """The panel with ``sme`` as a share (float) and the :data:`CHARACTERISTICS` it has (partial data:
+    the others are left out)."""
+    out = panel.assign(sme=panel["sme"].astype(float)) if "sme" in panel else panel
+    return out, [c for c in CHARACTERISTICS if c in panel]
+
+
+def warnings_note(warnings: pd.DataFrame) -> str:
+    """One sentence on the build's listed warnings (ambiguous input that did not stop it).
+
+    Examples
+    --------
+    >>> warnings_note(pd.DataFrame(columns=["topic", "message", "rows"]))
+    'No listed warnings: nothing ambiguous in the input.'
+    """
+    if warnings.empty:
+        return "No listed warnings: nothing ambiguous in the input."
+    return f"**{len(warnings)} listed warning(s)** (ambiguous input that did not stop the build):"
 
 
 def balance_note(balance: pd.DataFrame, *, threshold: float = 0.25) -> str:

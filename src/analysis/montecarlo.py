@@ -64,6 +64,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, ROOT, ParameterError
+from analysis.inference import blas_threads
 from analysis.io import progress_options, write_parquet, write_text
 
 __all__ = [
@@ -214,12 +215,13 @@ def pretrend(event: Any) -> dict[str, float]:
     """The pre-trend test the reports print, on one event study: ``{"stat", "df", "p_value"}``.
 
     The single place where the Monte Carlo calls the pre-test (now
-    :func:`analysis.effects.pretrend_test`, a joint Wald test of the pre-period coefficients); swap
-    it here when the reports' test changes, and the size and power tables follow.
+    :func:`analysis.effects.pretrend_test`: on results of ``run_estimator`` the wild cluster
+    bootstrap of the CR2 Wald statistic of the pre-period coefficients); swap it here when the
+    reports' test changes, and the size and power tables follow.
     """
     from analysis.effects import pretrend_test
 
-    return pretrend_test(event)
+    return pretrend_test(event).to_dict()
 
 
 def uniform_band(
@@ -346,8 +348,6 @@ def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.r
     >>> sorted(out["kind"].unique()), bool((out["status"] == "ok").all())
     (['event', 'pretrend', 'replication', 'simple'], True)
     """
-    from threadpoolctl import threadpool_limits
-
     from analysis.effects import run_estimator
     from analysis.simulate import simulate_world
 
@@ -358,7 +358,7 @@ def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.r
     base = {"design": design, "replication": int(replication), "seed": f"SeedSequence({spec['seed']}).spawn(R)[{replication}]", "world_seed": world_seed}
     rows: list[dict] = []
     did = spec["did"]
-    with threadpool_limits(1):
+    with blas_threads(1):  # one BLAS thread per replication: the engine runs replications in parallel
         t0 = time.perf_counter()
         try:
             world = simulate_world({"world": d["world_params"]}, seed=world_seed)
@@ -669,9 +669,7 @@ def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str]
 # mapping any function over seeds (randomization inference, bootstraps)
 # ---------------------------------------------------------------------------------------------
 def _run_batch(fn: Callable, seeds: Sequence[Any], args: tuple, kwargs: dict) -> list:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
+    with blas_threads(1):
         return [fn(s, *args, **kwargs) for s in seeds]
 
 

@@ -35,23 +35,35 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import ROOT, ParameterError, load_params, processed_dir
-from analysis.domain import NEVER_TREATED, PATENT_COLUMNS, POLLUTANTS, cohort_from_date, late_cohorts
+from analysis.domain import (
+    NEVER_TREATED,
+    PATENT_COLUMNS,
+    POLLUTANTS,
+    cohort_from_date,
+    late_cohorts,
+)
 from analysis.io import read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
 from analysis.simulate import simulate_world
 from analysis.sources import clusters as cl
+from analysis.sources.attrition import SourceLog, read_source_log
+from analysis.sources.firms import cluster_match_problem, read_firms
+from analysis.sources.read import SourceError
 
 __all__ = [
-    "assign_clusters",
     "add_outcomes",
-    "event_time",
+    "assign_clusters",
     "baseline",
     "build_panel",
-    "panel_path",
-    "load_panel",
-    "load_world_tables",
+    "check_cohorts",
     "clusters_from_panel",
+    "event_time",
+    "load_panel",
+    "load_source_log",
+    "load_world_tables",
     "main",
+    "panel_path",
+    "read_clusters",
 ]
 
 
@@ -181,32 +193,43 @@ def panel_path(config: str) -> Path:
     return processed_dir(config) / "panel.parquet"
 
 
-def _raw_panel(params: Mapping[str, Any]) -> pd.DataFrame:
-    """Read the user's firm panel and cluster list from ``data/raw`` (read only)."""
+def _raw_panel(params: Mapping[str, Any], log: SourceLog) -> pd.DataFrame:
+    """Read the user's firm files and cluster list (read only) through :mod:`analysis.sources`."""
     d = params["data"]
-    firms_path = _resolve(d["raw_firms"])
-    firms = read_table(firms_path)
-    if d.get("rename"):
-        unknown = [k for k in d["rename"] if k not in firms.columns]
-        if unknown:
-            raise ParameterError(f"data.rename names column(s) {unknown} that {firms_path} does not have; it has {list(firms.columns)}")
-        firms = firms.rename(columns=d["rename"])
-    if d.get("money_scale", 1) != 1:
-        for col in ("output", "value_added", "capital", "materials", "investment"):
-            if col in firms:
-                firms[col] = firms[col] * d["money_scale"]
-    clusters = cl.as_assignment(read_table(_resolve(d["raw_clusters"])))
-    last = int(firms["year"].max())
+    firms, flog = read_firms(d, root=ROOT)
+    log.steps += flog.steps
+    log.warnings += flog.warnings
+    log.tables.update(flog.tables)
+    log.facts.update(flog.facts)
+    clusters = read_clusters(_resolve(d["raw_clusters"]))
+    years = (int(firms["year"].min()), int(firms["year"].max()))
+    last = years[1]
+    check_cohorts(clusters, years, late_month=d["late_month"], log=log)
     out = assign_clusters(firms, clusters, late_month=d["late_month"], last_year=last, definition=d["treatment"])
+    if out["cluster_id"].isna().all():
+        problem = cluster_match_problem(firms, clusters) or (
+            f"no firm matched to any certified cluster under data.treatment: {d['treatment']} (the county x industry cells do meet; "
+            "check the definition's columns, e.g. industry_code4 for core4)"
+        )
+        raise SourceError(f"{_resolve(d['raw_firms'])} and {_resolve(d['raw_clusters'])}: {problem}")
+    members = out["cluster_id"].notna()
+    log.step("clusters", "assign_clusters", len(firms), len(out),
+             f"{int(members.sum()):,} firm-years of {out.loc[members, 'firm_id'].nunique():,} firms in {out.loc[members, 'cluster_id'].nunique()} of "
+             f"the {len(clusters)} certified clusters (data.treatment: {d['treatment']})")
     coverage = read_table(_resolve(d["clusters_coverage"])) if d.get("clusters_coverage") else None
     policy = d["clusters_incomplete_controls"]
+    n_in = len(out)
     out, counties = cl.control_sample(out, clusters, complete=d["clusters_complete"], coverage=coverage, policy=policy,
                                       late_month=d["late_month"], last_year=last)
     n = int(counties["n_dropped"].sum()) if policy == "drop" else int(out["control_unverified"].sum())
     if n:
         what = "dropped" if policy == "drop" else "kept, flagged control_unverified"
-        print(f"note: {n:,} firm-years outside the listed clusters in counties the incomplete list cannot vouch for were {what} "
-              "(data.clusters_incomplete_controls)", file=sys.stderr)
+        note = f"{n:,} firm-years outside the listed clusters in counties the incomplete list cannot vouch for were {what} (data.clusters_incomplete_controls)"
+        print(f"note: {note}", file=sys.stderr)
+        log.notice("clusters", note, rows=n)
+    rule = ("never-treated controls only where the cluster list is known complete" if not d["clusters_complete"]
+            else "the cluster list is complete (data.clusters_complete): every firm outside it is a control")
+    log.step("clusters", "control_sample", n_in, len(out), rule)
     if out.empty:
         raise PanelError(
             f"no firm-year is left: none is in a listed cluster of {d['raw_clusters']} and none in a province whose list is known complete "
@@ -215,6 +238,63 @@ def _raw_panel(params: Mapping[str, Any]) -> pd.DataFrame:
     provincial = cl.as_assignment(read_table(_resolve(d["raw_provincial_clusters"]))) if d.get("raw_provincial_clusters") else None
     out = out.assign(provincial_cluster=cl.provincial_flag(out, provincial))
     return _link_records(out, d) if d.get("raw_applications") or d.get("raw_emissions") else out
+
+
+def read_clusters(path: Path) -> pd.DataFrame:
+    """The user's cluster list (``cluster_id, county_code, industry_code, batch, announced``), codes as integers.
+
+    Raises
+    ------
+    SourceError
+        If a column is missing or a county or industry code is not a whole number, naming the rows.
+    """
+    clusters = read_table(path)
+    if "industry_cic2" in clusters.columns:  # the format of data/external/clusters_national.csv
+        return cl.as_assignment(clusters)
+    need = ["cluster_id", "county_code", "industry_code", "batch", "announced"]
+    missing = [c for c in need if c not in clusters.columns]
+    if missing:
+        raise SourceError(f"{path}: the cluster list lacks column(s) {missing}; it has {list(clusters.columns)}. "
+                          f"Fix: one row per certified cluster with {need}")
+    for c in ("county_code", "industry_code", "batch"):
+        v = pd.to_numeric(clusters[c], errors="coerce")
+        bad = v.isna() | (v != v.round())
+        if bad.any():
+            raise SourceError(f"{path}: column '{c}' must hold whole numbers (county: 6-digit GB/T 2260, industry: 2-digit CIC 2017); "
+                              f"rows {list(clusters.index[bad][:5])}: {clusters.loc[bad, c].head(5).tolist()}")
+        clusters[c] = v.astype(np.int64)
+    return cl.as_assignment(clusters)
+
+
+def check_cohorts(clusters: pd.DataFrame, years: tuple[int, int], *, late_month: int, log: SourceLog | None = None) -> None:
+    """Stop when no certified cluster is first treated within the data years, or some before them.
+
+    Firms of a batch first treated after the last data year are kept as not yet treated (cohort 0,
+    listed); a batch first treated before the first data year has no pre-treatment years and stops
+    the run, as does data that end before the first cohort.
+    """
+    g = pd.Series([cohort_from_date(x, late_month) for x in clusters["announced"]], index=clusters.index)
+    lo, hi = years
+    early = g < lo
+    if early.any():
+        raise SourceError(
+            f"cohorts outside the data years: {int(early.sum())} certified clusters are first treated in {sorted(g[early].unique().tolist())}, "
+            f"before the first data year {lo}, so their firms have no year before certification; e.g. {clusters.loc[early, 'cluster_id'].head(5).tolist()}. "
+            "Fix: add earlier years of firm data, or drop those clusters from the list"
+        )
+    within = (g >= lo) & (g <= hi)
+    if not within.any():
+        raise SourceError(
+            f"cohorts outside the data years: the data cover {lo}-{hi}, but the certified clusters are first treated in {sorted(g.unique().tolist())} "
+            f"(announcements {sorted(clusters['announced'].astype(str).unique().tolist())[:4]}, late_month {late_month}), "
+            "so no firm is treated within the data. "
+            "Fix: the firm data must reach the years after certification (2023 on)"
+        )
+    late = g > hi
+    if late.any() and log is not None:
+        log.notice("clusters", f"{int(late.sum())} certified clusters are first treated after the last data year {hi} "
+                   f"(cohorts {sorted(g[late].unique().tolist())}): "
+                 "their firms are coded not yet treated (cohort 0) and keep their batch")
 
 
 def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
@@ -228,6 +308,14 @@ def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
     if "firm_name" not in panel.columns:
         raise ParameterError(f"data.raw_applications / data.raw_emissions are linked by firm name: {d['raw_firms']} needs a column "
                              "firm_name (map it with data.rename)")
+    # the linkage joins on integer firm ids; the front door keeps legal-unit codes as text: link on
+    # integer codes of the panel's ids and put the text back afterwards
+    text_ids = not pd.api.types.is_integer_dtype(panel["firm_id"])
+    if text_ids:
+        codes, uniq = pd.factorize(panel["firm_id"])
+        numeric = pd.to_numeric(pd.Series(uniq), errors="coerce")
+        by_number = dict(zip(numeric.astype("Int64"), range(len(uniq)))) if numeric.notna().all() and numeric.is_unique else None
+        panel = panel.assign(firm_id=codes.astype(np.int64))
     keep = [c for c in ("firm_id", "firm_name", "former_names", "county_code", "county_name") if c in panel.columns]
     firms = panel[keep].drop_duplicates(["firm_id", "firm_name"], keep="last")
     if d.get("raw_applications"):
@@ -240,9 +328,15 @@ def _link_records(panel: pd.DataFrame, d: Mapping[str, Any]) -> pd.DataFrame:
         print(f"note: patent applications ({d['patent_counting']} counting): {res.report.share_linked:.1%} linked", file=sys.stderr)
         panel = res.to_panel(panel)
     if d.get("raw_emissions"):
-        res = em.link_emissions(em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units")), firms)
+        records = em.read_emission_records(_resolve(d["raw_emissions"]), units=d.get("emission_units"))
+        if text_ids and records["firm_id"].notna().any():
+            # the records' ids (read as numbers) are the panel's codes without their leading zeros
+            records["firm_id"] = records["firm_id"].map(by_number).astype("Int64") if by_number is not None else pd.array([pd.NA] * len(records), dtype="Int64")
+        res = em.link_emissions(records, firms)
         print(f"note: pollution records: {res.report.share_linked:.1%} linked", file=sys.stderr)
         panel = res.to_panel(panel)
+    if text_ids:
+        panel["firm_id"] = pd.Series(np.asarray(uniq, dtype=object)[panel["firm_id"].to_numpy()], index=panel.index, dtype="str")
     return panel
 
 
@@ -251,7 +345,7 @@ def _resolve(path: str | Path) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
-def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
+def build_panel(params: Mapping[str, Any], *, log: SourceLog | None = None) -> tuple[pd.DataFrame, Any]:
     """Build the validated analysis panel of a parameter set.
 
     Parameters
@@ -259,7 +353,10 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
     params : mapping
         A parameter set from :func:`analysis.config.load_params`. ``params["data"]["source"]``
         is ``"synthetic"`` (simulate the world) or ``"raw"`` (read ``data.raw_firms`` and
-        ``data.raw_clusters``, relative to the project root).
+        ``data.raw_clusters``, relative to the project root, through :mod:`analysis.sources`).
+    log : SourceLog, optional
+        A :class:`~analysis.sources.attrition.SourceLog` to fill with the attrition table, the
+        listed warnings and the recode tables (``main`` writes it beside the panel).
 
     Returns
     -------
@@ -268,6 +365,7 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
         ``None`` for real data).
     """
     source, d = params["data"]["source"], params["data"]
+    log = SourceLog() if log is None else log
     if d.get("treatment", "cell") not in cl.DEFINITIONS:
         raise ParameterError(f"data.treatment must be one of {list(cl.DEFINITIONS)}, not {d.get('treatment')!r}")
     if source == "synthetic":
@@ -275,15 +373,21 @@ def build_panel(params: Mapping[str, Any]) -> tuple[pd.DataFrame, Any]:
         cert, years = world.params["certification"], world.params["years"]
         firms = assign_clusters(world.panel, world.clusters, late_month=cert["late_month"], last_year=years[1], definition=d.get("treatment", "cell"))
         firms["provincial_cluster"] = False
+        log.step("simulate", "synthetic world", 0, len(firms), "the synthetic world of the parameter set (analysis.simulate); no raw files")
     elif source == "raw":
         world = None
-        firms = _raw_panel(params)
+        firms = _raw_panel(params, log)
     else:
         raise ParameterError(f"data.source must be 'synthetic' or 'raw', not {source!r}")
     if "treatment_unclear" in firms:  # core4: firms the definition cannot place are neither members nor controls
+        n = len(firms)
         firms = firms[~firms.pop("treatment_unclear").to_numpy(dtype=bool)]
+        log.step("clusters", "treatment_unclear", n, len(firms), "firms the core4 definition cannot place (neither members nor controls)")
     if d.get("drop_provincial_clusters", False):  # robustness sample: no provincially certified firms among the controls
+        n = len(firms)
         firms = firms[~(firms["provincial_cluster"].to_numpy(dtype=bool) & firms["cluster_id"].isna().to_numpy())]
+        log.step("clusters", "drop_provincial_clusters", n, len(firms),
+                 "firms of provincial clusters outside the national ones (data.drop_provincial_clusters)")
     validate_panel(firms, source=str(params["data"].get("raw_firms", "synthetic world")) if source == "raw" else "panel")
     panel = add_outcomes(firms)
     return panel, world
@@ -295,6 +399,16 @@ def write_world(world: Any, folder: Path) -> dict[str, Path]:
     for name in ("truth", "potential", "latent", "clusters"):
         paths[name] = write_parquet(getattr(world, name), folder / f"{name}.parquet")
     return paths
+
+
+def source_log_dir(config: str) -> Path:
+    """Where the attrition table, warnings and recode tables of the panel of ``config`` are written."""
+    return processed_dir(config) / "sources"
+
+
+def load_source_log(config: str = "default") -> SourceLog:
+    """The :class:`~analysis.sources.attrition.SourceLog` written with the panel (empty if none)."""
+    return read_source_log(source_log_dir(config))
 
 
 def load_panel(config: str = "default", *, build: bool = True) -> pd.DataFrame:
@@ -332,15 +446,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="default", help="parameter set in config/ (default: default)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    log = SourceLog()
     try:
         params = load_params(args.config)
-        panel, world = build_panel(params)
+        panel, world = build_panel(params, log=log)
     except (ParameterError, PanelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = processed_dir(params["config"])
     if world is not None:
         write_world(world, folder)
+    log.write(source_log_dir(params["config"]))
     write_parquet(panel, panel_path(params["config"]))
     print(
         f"wrote {panel_path(params['config'])}: {len(panel):,} firm-years, {panel['firm_id'].nunique():,} firms, "

@@ -223,6 +223,31 @@ def world_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------
 # geography
 # ----------------------------------------------------------------------------------------
+def _real_county_codes(vintage: int = 2023) -> dict[int, list[int]]:
+    """County-level GB/T 2260 codes in use in ``vintage``, by province (``data/external/county_codes_gbt2260.csv``)."""
+    t = pd.read_csv(EXTERNAL / "county_codes_gbt2260.csv", dtype=str, keep_default_na=False)
+    last = pd.to_numeric(t["last_year"].replace("", "9999"))
+    t = t[(t["first_year"].astype(int) <= vintage) & (last > vintage)]
+    codes = sorted(set(t["county_code"].astype(int)))
+    out: dict[int, list[int]] = {}
+    for c in codes:
+        out.setdefault(c // 10_000, []).append(c)
+    return out
+
+
+def _county_codes(real: list[int], province: int, n: int) -> list[int]:
+    """``n`` increasing county codes of a province: real GB/T 2260 codes spread evenly over the
+    province's list (so the world's counties are real counties and a user's cluster list can use
+    them); a world with more counties than the province has continues with codes ``pp98xx``,
+    which GB/T 2260 does not use."""
+    if n <= len(real):
+        pick = np.unique(np.round(np.linspace(0, len(real) - 1, n)).astype(int)) if n > 1 else np.array([0])
+        return [real[i] for i in pick]
+    if n - len(real) > 200:
+        raise ValueError(f"world.n_counties asks for {n} counties in province {province}, which has {len(real)}; at most 200 more can be made up")
+    return list(real) + [province * 10_000 + 9800 + j for j in range(n - len(real))]
+
+
 def _geography(p: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Counties (with province and region) and the county x industry cells with target sizes."""
     provinces = pd.read_csv(EXTERNAL / "provinces.csv")
@@ -230,9 +255,9 @@ def _geography(p: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Data
     share = provinces["firm_share"] / provinces["firm_share"].sum()
     n_counties = np.maximum(2, np.round(p["n_counties"] * share**0.7 / (share**0.7).sum())).astype(int)
     county_rows = []
+    real = _real_county_codes()
     for (_, prov), n in zip(provinces.iterrows(), n_counties):
-        for j in range(n):
-            code = int(prov["province_code"]) * 10_000 + (1 + j // 9) * 100 + (1 + j % 9)
+        for code in _county_codes(real.get(int(prov["province_code"]), []), int(prov["province_code"]), n):
             county_rows.append((code, prov["province_code"], prov["province_en"], prov["region"], share.loc[_] / n))
     counties = pd.DataFrame(county_rows, columns=["county_code", "province_code", "province", "region", "weight"])
     ind_share = (industries["firm_share"] / industries["firm_share"].sum()).to_numpy()

@@ -64,8 +64,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.did._common import event_time_result, prepare_panel, scalar_result
+from analysis.did._common import event_term, event_time_result, prepare_panel, scalar_result
 from analysis.domain import NEVER_TREATED
+from analysis.inference import wald_test
 from analysis.results import EstimationResult
 
 __all__ = ["imputation", "ImputationFit", "fit_untreated"]
@@ -365,7 +366,8 @@ def imputation(
         d = np.concatenate([np.full(len(pre_labels), np.sqrt(pre_factor)), np.ones(len(labels))])
         V = V * np.outer(d, d)
         est = np.concatenate([pre_est, est])
-        meta_extra["pretrend_test"] = _wald(pre_est, V[: len(pre_labels), : len(pre_labels)])
+        meta_extra["pretrend_test"] = wald_test(pre_est, V[: len(pre_labels), : len(pre_labels)],
+                                                null=" = ".join(event_term(v) for v in pre_labels) + " = 0")
         meta_extra["reference_period"] = pre_ref
         if pre_ref is None:
             notes.append(
@@ -430,11 +432,3 @@ def _pretrends(k: int | str, y0: np.ndarray, u0: np.ndarray, t0: np.ndarray, X0:
     # CR1 as reghdfe / fixest: unit effects nested in clusters do not count in K
     factor = (G / (G - 1)) * ((n - 1) / max(n - p, 1)) if G > 1 else 1.0
     return ev, coef, psi, factor, reference, notes
-
-
-def _wald(b: np.ndarray, V: np.ndarray) -> dict[str, float]:
-    """Joint Wald test that all pre-trend coefficients are zero (chi-square)."""
-    from scipy import stats
-
-    stat = float(b @ np.linalg.pinv(V) @ b)
-    return {"chi2": stat, "df": int(len(b)), "p_value": float(stats.chi2.sf(stat, len(b)))}
