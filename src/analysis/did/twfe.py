@@ -40,7 +40,6 @@ import pandas as pd
 
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.domain import NEVER_TREATED
-from analysis.inference import blas_threads
 from analysis.results import EstimationResult
 
 __all__ = ["twfe", "event_codes"]
@@ -85,16 +84,15 @@ def event_codes(
 def _fit(frame: pd.DataFrame, fml: str, *, cluster: str, weights: str | None):
     import pyfixest as pf
 
-    with blas_threads():  # tall, thin products: one BLAS thread (analysis.inference.BLAS_THREADS)
-        return pf.feols(
-            fml,
-            data=frame,
-            vcov={"CRV1": cluster},
-            weights=weights,
-            copy_data=False,
-            store_data=False,
-            lean=True,
-        )
+    return pf.feols(
+        fml,
+        data=frame,
+        vcov={"CRV1": cluster},
+        weights=weights,
+        copy_data=False,
+        store_data=False,
+        lean=True,
+    )
 
 
 def twfe(
