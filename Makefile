@@ -115,12 +115,15 @@ build/deps.mk: tools/deps.py $(wildcard notebooks/*.ipynb) $(shell find src/anal
 # tools/run_notebook.py runs papermill with only the parameters the notebook declares and stores the
 # files it read (with their hashes) in the executed notebook, for the page's provenance footer.
 # Progress bars are for people in JupyterLab; in the published reports they are noise (TQDM_DISABLE).
+# The log gets instead one line a minute (cell, kernel memory, loop positions) and, if the kernel dies
+# for lack of memory, where it was, how much it had reached and which parameters lower it; the
+# time and peak memory of each run go to build/<config>/NN.stats.json.
 define papermill
 	@mkdir -p $(@D)
 	@rm -f $@ $(basename $@).failed.ipynb
 	@echo "papermill $(1) -> $@"
 	@if TQDM_DISABLE=1 python $(RUN_NOTEBOOK) $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
-	      > $(basename $@).log 2>&1; then \
+	      --stats $(basename $@).stats.json > $(basename $@).log 2>&1; then \
 	    mv $@.tmp.ipynb $@; \
 	else \
 	    mv $@.tmp.ipynb $(basename $@).failed.ipynb 2>/dev/null || true; \

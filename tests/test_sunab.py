@@ -167,3 +167,36 @@ def test_covariate_coefficient_equals_pyfixest_regression(sim):
     fit = pf.feols("y ~ x1 + i(rel, g, ref=-1, ref2=0) | firm + year", data=d, vcov={"CRV1": "cell"})
     assert row["estimate"] == pytest.approx(float(fit.coef()["x1"]), rel=1e-8)
     assert row["std_error"] == pytest.approx(float(fit.se()["x1"]), rel=1e-6)
+
+
+def test_indicator_path_equals_pyfixest_on_unbalanced_panel_with_singletons(sim):
+    """Without covariates and weights sunab solves its regression with bincount and sparse
+    products (analysis.did._fe_ols), never building the dense cell dummies. On the unbalanced
+    panel, clustered at the cell above the firm, with singleton firms added (pyfixest drops
+    them) and an empty late cohort: the CATT(g, e), their covariance and the degrees of freedom
+    equal ``pyfixest.feols("y ~ i(cell, ref=0) | firm + year", vcov={"CRV1": "cell"})`` with its
+    alternating projections run to 1e-12 (at its default 1e-6 small covariances differ by 1e-3
+    relative: the exact demeaning here is the limit of pyfixest's iterations)."""
+    import pyfixest as pf
+    from pyfixest.demeaners import MapDemeaner
+
+    from analysis.did._fe_ols import fe_indicator_ols
+
+    df = sim.copy()
+    singles = df.groupby("firm").head(1).iloc[:7].assign(firm=lambda d: d["firm"] + 10_000)
+    df = pd.concat([df, singles], ignore_index=True)
+    g = df["cohort"].fillna(0).to_numpy()
+    e = df["year"].to_numpy() - g
+    cells = pd.Series(list(zip(g, e)))
+    treated = (g > 0) & (e != -1)
+    code = np.where(treated, pd.factorize(cells.where(treated))[0] + 1, 0)
+    df["cellcode"] = code
+    ours = fe_indicator_ols(df["y"].to_numpy(), df["firm"].to_numpy(), df["year"].to_numpy(), code, cluster=df["cell"].to_numpy())
+    ref = pf.feols("y ~ i(cellcode, ref=0) | firm + year", data=df, vcov={"CRV1": "cell"},
+                    demeaner=MapDemeaner(fixef_tol=1e-12))
+    names = [str(n).replace("cellcode", "_cell") for n in ref._coefnames]
+    assert ours.names == names
+    assert ours.n_obs == ref._N < len(df)
+    assert ours.df_t == ref._df_t
+    np.testing.assert_allclose(ours.beta, np.asarray(ref._beta_hat), atol=1e-8)
+    np.testing.assert_allclose(ours.vcov, np.asarray(ref._vcov), rtol=1e-6, atol=1e-14)

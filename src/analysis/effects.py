@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,13 +40,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, INTERIM, ParameterError, processed_dir
-from analysis.did.data import DiDPanel, as_panel
+from analysis.did.data import as_panel
 from analysis.did.small_sample import INFERENCE_NOTE
 from analysis.inference import TestResult
-from analysis.io import progress_options, write_parquet
+from analysis.io import progress as progress_bar
+from analysis.io import write_parquet
 from analysis.results import EstimationResult, check_tidy
 from analysis.tables import wide_table
 from analysis.truth import attach_truth, attach_truth_overall, count_truth, heterogeneity_truth, proportional_truth, truth_by_group
@@ -396,6 +397,7 @@ def heterogeneity(
             if sub.loc[sub["cohort"] > 0, "firm_id"].nunique() < 5:
                 continue
             res = run_estimator(estimator, sub, outcome, **kwargs)["simple"].tidy()
+            gc.collect()
             part.append(res.assign(dimension=dim, group=str(g)))
         if not part:
             continue
@@ -429,7 +431,10 @@ def count_effects(
     from analysis.did.poisson import etwfe_poisson, ppml
 
     kw = dict(cluster=cluster, alpha=alpha)
-    rows = [ppml(data, outcome, unit, time, cohort, **kw).tidy(), etwfe_poisson(data, outcome, unit, time, cohort, **kw).tidy()]
+    rows = [ppml(data, outcome, unit, time, cohort, **kw).tidy()]
+    gc.collect()
+    rows.append(etwfe_poisson(data, outcome, unit, time, cohort, **kw).tidy())
+    gc.collect()
     out = check_tidy(pd.concat(rows, ignore_index=True))
     out["percent"] = 100 * np.expm1(out["estimate"])
     return out
@@ -454,6 +459,17 @@ class FamilyEffects:
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tidy frames by name (what :func:`save_family` writes)."""
         return {k: getattr(self, k) for k in ("simple", "event", "group", "calendar", "pretrends", "n_clusters")}
+
+
+def _did_columns(panel: pd.DataFrame, did: Mapping[str, Any], outcome: str) -> list[str]:
+    """The columns the estimators read: firm, year, cohort, cluster and the outcome."""
+    return [c for c in dict.fromkeys(["firm_id", "year", "cohort", did["cluster"], outcome]) if c in panel.columns]
+
+
+def _did_frame(panel: pd.DataFrame, did: Mapping[str, Any], outcome: str) -> pd.DataFrame:
+    """The rows with ``outcome`` observed, only the columns of :func:`_did_columns`: a copy of five
+    columns, not of the whole panel (at 5 million firm-years 0.2 GB instead of 2.5 GB)."""
+    return panel.loc[panel[outcome].notna().to_numpy(), _did_columns(panel, did, outcome)]
 
 
 def estimate_family(
@@ -485,15 +501,17 @@ def estimate_family(
     window = tuple(did["window"])
     fits = [(o, e) for o in outcomes for e in did["estimators"]]
     results: dict[tuple[str, str], dict[str, EstimationResult]] = {}
-    bar = tqdm(fits, desc=f"{spec['family']}: estimators x outcomes", **progress_options(progress))
-    checked: dict[str, DiDPanel] = {}  # one validated container per outcome, shared by the estimators
+    bar = progress_bar(fits, desc=f"{spec['family']}: estimators x outcomes", progress=progress)
+    current, data = None, None  # one validated container per outcome (its columns only), shared by the estimators
     for outcome, est in bar:
         bar.set_postfix_str(f"{est} on {outcome}")
-        if outcome not in checked:
-            checked[outcome] = as_panel(panel.dropna(subset=[outcome]), unit="firm_id", time="year", cohort="cohort", cluster=did["cluster"])
-        data = checked[outcome]
+        if outcome != current:
+            data = None  # the previous outcome's container goes before the next is built
+            data = as_panel(_did_frame(panel, did, outcome), unit="firm_id", time="year", cohort="cohort", cluster=did["cluster"])
+            current = outcome
         n_boot = did["n_boot"] if est == did["main"] else 0
         results[(outcome, est)] = run_estimator(est, data, outcome, cluster=did["cluster"], window=window, alpha=did["alpha"], n_boot=n_boot, seed=seed)
+        gc.collect()  # the fits leave reference cycles holding data-sized arrays; at 5 million rows ~1 GB a fit
 
     def stack(kind: str) -> pd.DataFrame:
         frames = [r[kind].tidy() for r in results.values() if kind in r]
@@ -537,6 +555,7 @@ def honest_sensitivity(
     from analysis.did.honest import honest_did
 
     lo, hi = did["window"]
+    data = _did_frame(data, did, outcome)
     es = event_study(data, outcome, "firm_id", "year", "cohort", estimator="cs", cluster=did["cluster"], base_period="universal", min_e=lo, max_e=hi)
     mbar = [m for m in did["honest_mbar"] if m > 0]
     sens = honest_did(es, restriction=restriction, M=mbar, alpha=did["alpha"], cache_dir=cache_dir).tidy()
@@ -734,7 +753,11 @@ def family_inputs(config: str, family: str) -> FamilyInputs:
 
     params = load_params(config)
     spec = load_family(family)
-    panel = load_tfp_panel(config, params)
+    did = params["did"]
+    # only what the report reads: keys, timing, cluster, the family's outcomes and counts, its sample, the splits
+    columns = ["firm_id", "year", "cohort", did["cluster"], *[o["column"] for o in [*spec["outcomes"], *spec["counts"]]],
+               *([spec["sample"]] if spec["sample"] else []), *did["heterogeneity"]]
+    panel = load_tfp_panel(config, params, columns=columns)
     if spec["sample"] and spec["sample"] in panel.columns:  # absent: require_family_inputs stops the report
         panel = panel[panel[spec["sample"]].astype(bool)].reset_index(drop=True)
     return FamilyInputs(config=config, family=family, params=params, spec=spec, panel=panel, world=load_world_tables(config))
@@ -871,7 +894,8 @@ def family_heterogeneity(inp: FamilyInputs) -> tuple[pd.DataFrame, pd.DataFrame]
     """
     did, main = inp.did, inp.main
     groups = heterogeneity_groups(inp.panel, did["heterogeneity"])
-    het, tests = heterogeneity(inp.panel.dropna(subset=[main]), main, groups, estimator=inp.main_estimator,
+    het, tests = heterogeneity(inp.panel[_did_columns(inp.panel, did, main)].dropna(subset=[main]), main, groups,
+                               estimator=inp.main_estimator,
                                cluster=did["cluster"], window=tuple(did["window"]), alpha=did["alpha"])
     return heterogeneity_truth(het, inp.potential, inp.panel, groups, inp.to_truth[main]), tests
 
@@ -882,8 +906,8 @@ def count_table(inp: FamilyInputs) -> pd.DataFrame:
     if not inp.spec["counts"]:
         return pd.DataFrame()
     did = inp.did
-    counts = pd.concat([count_effects(inp.panel, c["column"], cluster=did["cluster"], alpha=did["alpha"]) for c in inp.spec["counts"]],
-                       ignore_index=True)
+    counts = pd.concat([count_effects(inp.panel[_did_columns(inp.panel, did, c["column"])], c["column"], cluster=did["cluster"],
+                                      alpha=did["alpha"]) for c in inp.spec["counts"]], ignore_index=True)
     return count_truth(counts, inp.potential, inp.to_truth)
 
 

@@ -31,12 +31,16 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_write", "write_parquet", "write_text", "read_table", "file_hash", "progress_options", "current_umask", "record_reads", "read_log"]
+__all__ = [
+    "atomic_write", "write_parquet", "write_text", "read_table", "file_hash", "progress_options", "progress", "current_umask",
+    "record_reads", "read_log", "read_progress",
+]
 
 READERS = {
     ".parquet": pd.read_parquet,
@@ -146,6 +150,114 @@ def progress_options(progress: bool | None) -> dict:
     bypass the environment.
     """
     return {} if progress is None or progress else {"disable": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# progress: a tqdm bar for people, a state file for the build log
+#: environment variable naming the file where running loops report their state (set by tools/run_notebook.py)
+PROGRESS_ENV = "ANALYSIS_PROGRESS"
+_ACTIVE: dict[int, dict] = {}
+_PROGRESS_LOCK = threading.Lock()
+
+
+def _write_progress(force: bool = False) -> None:
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    now = time.monotonic()
+    with _PROGRESS_LOCK:
+        if not force and now - _LOG.get("progress_written", -1e9) < 2.0:
+            return
+        _LOG["progress_written"] = now
+        state = [dict(v) for _, v in sorted(_ACTIVE.items())]
+    try:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"time": time.time(), "loops": state}, fh)
+        os.replace(tmp, path)
+    except OSError:  # the heartbeat must never break the computation it reports
+        pass
+
+
+class _Reported:
+    """A tqdm bar that also reports its state to the file named by ``ANALYSIS_PROGRESS``."""
+
+    def __init__(self, bar, desc: str, total: int | None):
+        self.bar = bar
+        self._key = id(self)
+        _ACTIVE[self._key] = {"desc": desc, "n": 0, "total": total, "started": time.time(), "postfix": ""}
+        _write_progress(force=True)
+
+    def __getattr__(self, name):
+        return getattr(self.bar, name)
+
+    def __iter__(self):
+        try:
+            for item in self.bar:
+                yield item
+                self._advance(1)
+        finally:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _advance(self, n: float) -> None:
+        entry = _ACTIVE.get(self._key)
+        if entry is not None:
+            entry["n"] += n
+            _write_progress()
+
+    def update(self, n: float = 1):
+        self._advance(n)
+        return self.bar.update(n)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True):
+        entry = _ACTIVE.get(self._key)
+        if entry is not None:
+            entry["postfix"] = str(s)
+        return self.bar.set_postfix_str(s, refresh=refresh)
+
+    def close(self):
+        if _ACTIVE.pop(self._key, None) is not None:
+            _write_progress(force=True)
+        return self.bar.close()
+
+
+def progress(iterable=None, *, desc: str, total: int | None = None, progress: bool | None = None, **kwargs):
+    """A tqdm bar (``tqdm.auto``: a widget in JupyterLab) over ``iterable``, which also tells the build log.
+
+    In JupyterLab it is a plain ``tqdm.auto.tqdm`` (see :func:`progress_options` for
+    ``progress``). When the environment variable ``ANALYSIS_PROGRESS`` names a file (as
+    ``tools/run_notebook.py`` sets it while ``make`` runs a notebook with ``TQDM_DISABLE=1``),
+    the loop also writes its description, position and total there, at most every two seconds,
+    from which the runner prints one line a minute into the build log; the published report
+    gets no bar. Use it like tqdm: iterate, or ``update()`` / ``set_postfix_str()`` / ``close()``.
+
+    Examples
+    --------
+    >>> sum(progress(range(3), desc="draws", progress=False))
+    3
+    """
+    from tqdm.auto import tqdm
+
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    bar = tqdm(iterable, desc=desc, total=total, **progress_options(progress), **kwargs)
+    if not os.environ.get(PROGRESS_ENV):
+        return bar
+    return _Reported(bar, desc, total)
+
+
+def read_progress(path: str | Path) -> list[dict]:
+    """The loops running in a kernel, as :func:`progress` last reported them (empty if none)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("loops", [])
+    except (OSError, ValueError):
+        return []
 
 
 # ---------------------------------------------------------------------------------------------

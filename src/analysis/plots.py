@@ -35,6 +35,7 @@ __all__ = [
     "trends_plot",
     "trends_figure",
     "tfp_distributions",
+    "binned_kde",
     "save_figure",
     "save_figures",
 ]
@@ -188,12 +189,52 @@ def trends_figure(trends: dict[str, pd.DataFrame], *, cohorts: list[float] | Non
     return fig
 
 
+#: above this many values per curve, densities are binned (:func:`binned_kde`), not exact
+KDE_EXACT_MAX = 500_000
+
+
+def binned_kde(values: np.ndarray, *, gridsize: int = 200, cut: float = 3.0, bins: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian kernel density with Scott's bandwidth (seaborn's and scipy's default) on ``gridsize``
+    points, from a histogram of ``bins`` bins convolved with the kernel: O(n), where the exact
+    density costs n x gridsize kernel evaluations (a 5-million-row panel: minutes per curve). The
+    bins are a few hundredths of a bandwidth wide, so the curve equals the exact one to the pixel.
+
+    Examples
+    --------
+    >>> from scipy import stats
+    >>> x = np.random.default_rng(0).normal(size=20_000)
+    >>> grid, dens = binned_kde(x)
+    >>> bool(np.max(np.abs(dens - stats.gaussian_kde(x)(grid))) < 1e-3)
+    True
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    bw = v.std(ddof=1) * v.size ** (-1 / 5)
+    lo, hi = v.min() - cut * bw, v.max() + cut * bw
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    centers = (edges[:-1] + edges[1:]) / 2
+    grid = np.linspace(lo, hi, gridsize)
+    z = (grid[:, None] - centers[None, :]) / bw
+    dens = np.exp(-0.5 * z**2) @ counts / (v.size * bw * np.sqrt(2 * np.pi))
+    return grid, dens
+
+
 def tfp_distributions(panel: pd.DataFrame, columns: list[str], *, ax=None):
-    """Kernel densities of log TFP by method (``tfp_<method>`` columns)."""
-    long = panel[columns].melt(var_name="method", value_name="log TFP").dropna()
-    long["method"] = long["method"].str.removeprefix("tfp_")
+    """Kernel densities of log TFP by method (``tfp_<method>`` columns); binned above
+    :data:`KDE_EXACT_MAX` values (:func:`binned_kde`)."""
     fig, ax = _ax(ax, figsize=(9, 4.5))
-    sns.kdeplot(data=long, x="log TFP", hue="method", common_norm=False, ax=ax)
+    if panel[columns].notna().sum().max() <= KDE_EXACT_MAX:
+        long = panel[columns].melt(var_name="method", value_name="log TFP").dropna()
+        long["method"] = long["method"].str.removeprefix("tfp_")
+        sns.kdeplot(data=long, x="log TFP", hue="method", common_norm=False, ax=ax)
+    else:
+        palette = sns.color_palette(n_colors=len(columns))
+        for c, color in zip(columns, palette):
+            grid, dens = binned_kde(panel[c].to_numpy(dtype=float))
+            ax.plot(grid, dens, color=color, label=c.removeprefix("tfp_"))
+        ax.set_xlabel("log TFP")
+        ax.set_ylabel("Density")
+        ax.legend(title="method")
     ax.set_title("Distribution of log TFP by method")
     return fig
 

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import processed_dir
+from analysis.io import progress as progress_bar
 from analysis.io import write_parquet
 
 __all__ = [
@@ -56,6 +58,13 @@ SPEC: dict[str, Any] = {
 def _certified(panel: pd.DataFrame) -> pd.Series:
     g = panel["cohort"].fillna(0)
     return ((g > 0) & (panel["year"] >= g)).astype(float)
+
+
+def _used_columns(panel: pd.DataFrame, tfp: Mapping[str, Any], *extra: str | None) -> list[str]:
+    """The columns the production functions read: keys, inputs, proxies, effects, Markov controls."""
+    want = ["firm_id", "year", SPEC["output"], *SPEC["free"], *SPEC["state"], *SPEC["proxy"].values(),
+            tfp.get("by"), tfp.get("group_effects"), *tfp.get("markov_controls", []), *extra]
+    return [c for c in dict.fromkeys(w for w in want if w) if c in panel.columns]
 
 
 def _se_kind(method: str, *, main: bool, n_boot: int) -> str:
@@ -96,11 +105,15 @@ def estimate_tfp(
     """
     from analysis.tfp import estimate_production
 
-    out = panel.copy()
+    out = panel.copy(deep=False)  # new columns only; the panel's own columns are not copied
     if "certified" in tfp.get("markov_controls", []) and "certified" not in out:
         out["certified"] = _certified(out)
+    use = _used_columns(out, tfp)  # each method sees these columns only (no copy of the whole panel per method)
     fits: dict[str, Any] = {}
-    for method in [tfp["method"], *[m for m in tfp["robustness"] if m != tfp["method"]]]:
+    methods = [tfp["method"], *[m for m in tfp["robustness"] if m != tfp["method"]]]
+    bar = progress_bar(methods, desc="production functions", progress=progress)
+    for method in bar:
+        bar.set_postfix_str(method)
         proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
         kwargs = dict(
             output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=tfp.get("by"),
@@ -110,7 +123,7 @@ def estimate_tfp(
         )
         if method in ("op", "lp", "acf", "wrdg") and tfp.get("markov_controls"):
             kwargs["markov_controls"] = list(tfp["markov_controls"])
-        data = out.dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
+        data = out[use].dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -121,6 +134,8 @@ def estimate_tfp(
         except Exception as exc:  # noqa: BLE001 - a failed method is reported in the notebook
             fits[method] = exc
             out[f"tfp_{method}"] = np.nan
+        del data
+        gc.collect()  # reference cycles left by a fit would hold its data-sized arrays until much later
     return out, fits
 
 
@@ -134,9 +149,10 @@ def estimate_by_group(panel: pd.DataFrame, tfp: Mapping[str, Any], by: str, *, s
     from analysis.tfp import estimate_production
 
     method = tfp["method"]
-    data = panel.copy()
+    data = panel.copy(deep=False)
     if "certified" in tfp.get("markov_controls", []) and "certified" not in data:
         data["certified"] = _certified(data)
+    data = data[_used_columns(data, tfp, by)]
     proxy = SPEC["proxy"].get(method, SPEC["proxy"]["default"]) if method not in ("ols", "fe") else None
     data = data.dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
     kwargs = dict(output=SPEC["output"], free=SPEC["free"], state=SPEC["state"], proxy=proxy, method=method, by=by,
@@ -202,18 +218,27 @@ def write_tfp_panel(panel: pd.DataFrame, config: str):
     return write_parquet(panel, tfp_panel_path(config))
 
 
-def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Read the panel with TFP columns; estimate and write it first if it is missing."""
-    path = tfp_panel_path(config)
-    if path.is_file():
-        return pd.read_parquet(path)
-    from analysis.config import load_params
-    from analysis.panel import load_panel
+def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read the panel with TFP columns; estimate and write it first if it is missing.
 
-    params = params or load_params(config)
-    panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
-    write_tfp_panel(panel, config)
-    return panel
+    ``columns``: read only these (those the file has); a census-size panel has 50-odd columns and
+    a report usually needs a handful.
+    """
+    path = tfp_panel_path(config)
+    if not path.is_file():
+        from analysis.config import load_params
+        from analysis.panel import load_panel
+
+        params = params or load_params(config)
+        panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
+        write_tfp_panel(panel, config)
+        return panel if columns is None else panel[[c for c in dict.fromkeys(columns) if c in panel.columns]]
+    if columns is None:
+        return pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in have])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import numpy as np
 
 from analysis.did._common import prepare_panel, scalar_result
 from analysis.domain import NEVER_TREATED
+from analysis.inference import blas_threads
 from analysis.results import EstimationResult
 
 __all__ = ["ppml", "etwfe_poisson"]
@@ -44,7 +45,7 @@ __all__ = ["ppml", "etwfe_poisson"]
 def _fepois(fml: str, data, cluster: str):
     import pyfixest as pf
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), blas_threads():
         warnings.filterwarnings("ignore", message=".*singleton fixed effect.*")
         return pf.fepois(fml, data=data, vcov={"CRV1": cluster})
 

@@ -41,6 +41,7 @@ import pandas as pd
 
 from analysis.did._common import event_time_result, prepare_panel, scalar_result, singleton_note
 from analysis.domain import NEVER_TREATED
+from analysis.inference import blas_threads
 from analysis.results import EstimationResult
 
 __all__ = ["stacked", "stack_data"]
@@ -205,10 +206,11 @@ def stacked(
         st["_usub"] = pd.factorize(st["_i"].astype(np.int64) * (int(st["_sub"].max()) + 1) + st["_sub"])[0]
         st["_esub"] = pd.factorize(st["_ev"].astype(np.int64) * 100_000 + st["_sub"])[0]
         fe = "_usub + _esub"
-    fit = pf.feols(
-        f"_y ~ i(_ev, _treat, ref=-1){xs} | {fe}",
-        data=st, vcov={"CRV1": "_cl"}, weights="_Q", copy_data=False, store_data=False, lean=True,
-    )
+    with blas_threads():  # tall, thin products: one BLAS thread (analysis.inference.BLAS_THREADS)
+        fit = pf.feols(
+            f"_y ~ i(_ev, _treat, ref=-1){xs} | {fe}",
+            data=st, vcov={"CRV1": "_cl"}, weights="_Q", copy_data=False, store_data=False, lean=True,
+        )
     notes += singleton_note(len(st), int(fit._N))
     names = [str(c) for c in fit._coefnames]
     idx, ev = [], []

@@ -38,7 +38,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.did._fe_ols import fe_indicator_ols
 from analysis.domain import NEVER_TREATED
+from analysis.inference import blas_threads
 from analysis.results import EstimationResult, tidy_frame
 
 __all__ = ["SunabResult", "sunab"]
@@ -61,6 +63,17 @@ class SunabResult(EstimationResult):
         if not covariates or cov is None or len(cov) == 0:
             return out
         return pd.concat([out, cov], ignore_index=True)
+
+
+@dataclass
+class _Fit:
+    """The attributes of a pyfixest fit that :func:`sunab` reads."""
+
+    _coefnames: list
+    _beta_hat: np.ndarray
+    _vcov: np.ndarray
+    _df_t: float
+    _N: int
 
 
 def _restrict_sample(panel: Panel, control: str, notes: list[str]) -> tuple[pd.DataFrame, float]:
@@ -155,8 +168,6 @@ def sunab(
     >>> by_cohort.tidy()["term"].tolist()
     ['cohort::2004', 'cohort::2006', 'cohort::2007']
     """
-    import pyfixest as pf
-
     aggregate = {"simple": "att", "group": "cohort"}.get(aggregate, aggregate)  # one name across estimators, as att_gt
     if aggregate not in ("event", "att", "cohort"):
         raise ValueError(f"aggregate must be 'event', 'att' (or 'simple') or 'cohort' (or 'group'), got {aggregate!r}")
@@ -177,12 +188,21 @@ def sunab(
     lookup = cells.set_index(["g", "e"])["code"]
     code[treated] = lookup.reindex(pd.MultiIndex.from_arrays([g[treated], e[treated]])).to_numpy()
     f = f.assign(_cell=code)
-    xs = "".join(f" + {c}" for c in panel.xcols)
-    wcol = "_w" if weights is not None else None
-    fit = pf.feols(
-        f"_y ~ i(_cell, ref=0){xs} | _i + _t",
-        data=f, vcov={"CRV1": "_cl"}, weights=wcol, copy_data=False, store_data=False, lean=True,
-    )
+    if not panel.xcols and weights is None:
+        # only indicators besides the effects: bincount and sparse products, no dense dummy columns
+        # (analysis.did._fe_ols; the same numbers as the pyfixest call below)
+        fit = fe_indicator_ols(f["_y"].to_numpy(), f["_i"].to_numpy(), f["_t"].to_numpy(), code, cluster=f["_cl"].to_numpy())
+        fit = _Fit(_coefnames=fit.names, _beta_hat=fit.beta, _vcov=fit.vcov, _df_t=fit.df_t, _N=fit.n_obs)
+    else:
+        import pyfixest as pf
+
+        xs = "".join(f" + {c}" for c in panel.xcols)
+        wcol = "_w" if weights is not None else None
+        with blas_threads():
+            fit = pf.feols(
+                f"_y ~ i(_cell, ref=0){xs} | _i + _t",
+                data=f, vcov={"CRV1": "_cl"}, weights=wcol, copy_data=False, store_data=False, lean=True,
+            )
     notes += singleton_note(len(f), int(fit._N))
     names = [str(c) for c in fit._coefnames]
     pos = {int(n.split("::", 1)[1]): k for k, n in enumerate(names) if n.startswith("_cell::")}

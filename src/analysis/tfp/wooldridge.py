@@ -8,6 +8,7 @@ from scipy.optimize import least_squares
 from analysis.inference import blas_threads
 from analysis.tfp.arrays import PanelData, Standardizer, poly_design, poly_terms
 from analysis.tfp.core import CoreFit, Options
+from analysis.tfp.design import Design, Dummies, cluster_meat
 from analysis.tfp.roots import (
     _ols_start,
     _stage2_rows,
@@ -46,26 +47,29 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         raise ValueError(f"only {n2} firm-years have the previous year observed; too few for Wooldridge GMM")
     y = panel.y[cur]
     Fc, Kc, Fl = F[cur], K[cur], F[lag]
+    # dummies stay codes (analysis.tfp.design): no dense 0/1 columns, whatever the panel's size
     ones = np.ones((n2, 1))
-    extra1 = [ones]
-    extra2 = [ones]
+    extra1: list = [ones]
+    extra2: list = [ones]
     if opt.time_effects:
-        yc = panel.year_codes()[0][cur]
-        D = np.eye(yc.max() + 1)[yc][:, 1:]
+        # codes of the years present among these rows: the panel's first year has no previous year,
+        # and a dummy for it would be an empty column, leaving the others collinear with the constant
+        yc = np.unique(panel.year_codes()[0][cur], return_inverse=True)[1]
+        D = Dummies(yc, int(yc.max()) + 1)
         extra1.append(D)
         extra2.append(D)
     if panel.group is not None:  # additive group dummies (not group x year) in both equations
         gc = np.unique(panel.group[cur], return_inverse=True)[1]
-        Dg = np.eye(gc.max() + 1)[gc][:, 1:]
+        Dg = Dummies(gc, int(gc.max()) + 1)
         extra1.append(Dg)
         extra2.append(Dg)
     if panel.markov is not None:
         extra1.append(panel.markov[cur])
         extra2.append(panel.markov[lag])
-    E1, E2 = np.column_stack(extra1), np.column_stack(extra2)
-    Z1 = np.column_stack([E1, Fc, q_t])
-    Z2 = np.column_stack([E2, Fl, Kc, q_l])
-    ne1, ne2 = E1.shape[1], E2.shape[1]
+    E1, E2 = Design(extra1), Design(extra2)
+    Z1 = Design([*E1.blocks, Fc, q_t])
+    Z2 = Design([*E2.blocks, Fl, Kc, q_l])
+    ne1, ne2 = E1.width, E2.width
     # parameter vector: [b (nf+ns), lam (nq), rho (G), e1 (ne1), e2 (ne2)]
     p = nf + ns
     sl_b, sl_lam = slice(0, p), slice(p, p + nq)
@@ -78,48 +82,47 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         b, lam, rho = theta[sl_b], theta[sl_lam], theta[sl_rho]
         v = q_l @ lam
         gv = sum(rho[j] * v ** (j + 1) for j in range(G))
-        r1 = y - Xc @ b - q_t @ lam - E1 @ theta[sl_e1]
-        r2 = y - Xc @ b - gv - E2 @ theta[sl_e2]
+        r1 = y - Xc @ b - q_t @ lam - E1.dot(theta[sl_e1])
+        r2 = y - Xc @ b - gv - E2.dot(theta[sl_e2])
         return r1, r2, v
 
     # Equation (1) is linear in theta and equation (2) is linear except in g(q_{t-1}'lam): the
     # instrument cross-products of every linear part are computed once, so an evaluation costs
     # O(n * instruments * (nq + G)) instead of O(n * instruments * parameters).
     k_theta = sl_e2.stop
-    A1 = np.column_stack([Xc, q_t, E1])
+    A1 = Design([Xc, q_t, *E1.blocks])
     idx1 = np.r_[np.arange(sl_b.start, sl_b.stop), np.arange(sl_lam.start, sl_lam.stop), np.arange(sl_e1.start, sl_e1.stop)]
-    Z1y, Z1A1 = Z1.T @ y / n2, Z1.T @ A1 / n2
-    Z2y, Z2X, Z2E = Z2.T @ y / n2, Z2.T @ Xc / n2, Z2.T @ E2 / n2
-    nz1 = Z1.shape[1]
+    Z1y, Z1A1 = Z1.tdot(y) / n2, Z1.cross(A1) / n2
+    Z2y, Z2X, Z2E = Z2.tdot(y) / n2, Z2.tdot(Xc) / n2, Z2.cross(E2) / n2
+    nz1, nz2 = Z1.width, Z2.width
 
     def moments(theta):
         lam, rho = theta[sl_lam], theta[sl_rho]
         v = q_l @ lam
         gv = sum(rho[j] * v ** (j + 1) for j in range(G))
         m1 = Z1y - Z1A1 @ theta[idx1]
-        m2 = Z2y - Z2X @ theta[sl_b] - Z2.T @ gv / n2 - Z2E @ theta[sl_e2]
+        m2 = Z2y - Z2X @ theta[sl_b] - Z2.tdot(gv) / n2 - Z2E @ theta[sl_e2]
         return np.r_[m1, m2]
 
     def moment_jac(theta):
         lam, rho = theta[sl_lam], theta[sl_rho]
         v = q_l @ lam
         dg = sum((j + 1) * rho[j] * v**j for j in range(G))
-        Gm = np.zeros((nz1 + Z2.shape[1], k_theta))
+        Gm = np.zeros((nz1 + nz2, k_theta))
         Gm[:nz1, idx1] = -Z1A1
         Gm[nz1:, sl_b] = -Z2X
         Gm[nz1:, sl_e2] = -Z2E
-        Gm[nz1:, sl_lam] = -(Z2.T @ (dg[:, None] * q_l)) / n2
-        Gm[nz1:, sl_rho] = -(Z2.T @ np.column_stack([v ** (j + 1) for j in range(G)])) / n2
+        Gm[nz1:, sl_lam] = -Z2.tdot(dg[:, None] * q_l) / n2
+        Gm[nz1:, sl_rho] = -Z2.tdot(np.column_stack([v ** (j + 1) for j in range(G)])) / n2
         return Gm
 
     units = panel.unit[cur]
-    ustarts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+    firm = np.cumsum(np.r_[True, units[1:] != units[:-1]]) - 1  # rows are sorted by firm
+    n_firms = int(firm[-1]) + 1
 
     def cluster_S(theta):
         r1, r2, _ = residuals(theta)
-        h = np.column_stack([Z1 * r1[:, None], Z2 * r2[:, None]])
-        hi = np.add.reduceat(h, ustarts, axis=0)
-        return hi.T @ hi / n2
+        return cluster_meat([(Z1, r1), (Z2, r2)], firm, n_firms) / n2
 
     def solve(theta0, U):
         fun = lambda th: U @ moments(th)  # noqa: E731
@@ -137,8 +140,8 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
     if start is not None and start.size == sl_e2.stop:
         theta0 = start.copy()
     else:
-        A1 = np.column_stack([Fc, q_t, E1])
-        c1 = np.linalg.lstsq(A1, y, rcond=None)[0]
+        A0 = Design([Fc, q_t, *E1.blocks])  # least squares from the normal equations (minimum norm)
+        c1 = np.linalg.lstsq(A0.cross(A0), A0.tdot(y), rcond=None)[0]
         b_k0 = _ols_start(panel, panel.inputs)[nf:] if start is None else start[nf:p]
         lam0 = c1[nf : nf + nq].copy()
         lin_k = [terms.index(tuple(int(i == j) for i in range(ns + 1))) for j in range(ns)]
@@ -149,12 +152,11 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
         theta0[sl_rho] = np.r_[0.8, np.zeros(G - 1)]
         theta0[sl_e1] = c1[nf + nq :]
         theta0[sl_e2.start] = float(np.mean(y - Xc @ theta0[sl_b] - 0.8 * (q_l @ lam0)))
-    Zb = [Z1, Z2]
-    U1 = np.zeros((Z1.shape[1] + Z2.shape[1],) * 2)
+    U1 = np.zeros((nz1 + nz2,) * 2)
     o = 0
-    for Zk in Zb:
-        kk = Zk.shape[1]
-        U1[o : o + kk, o : o + kk] = chol_inv(Zk.T @ Zk / n2)
+    for Zk in (Z1, Z2):
+        kk = Zk.width
+        U1[o : o + kk, o : o + kk] = chol_inv(Zk.cross(Zk) / n2)
         o += kk
     with blas_threads():
         theta, ok = solve(theta0, U1)
@@ -173,7 +175,7 @@ def fit_wrdg(panel: PanelData, opt: Options, start: np.ndarray | None = None, bo
     V = bread @ (Gm.T @ W @ S @ W @ Gm) @ bread / n2
     m = moments(theta)
     J = float(n2 * m @ np.linalg.pinv(S) @ m)
-    df = Z1.shape[1] + Z2.shape[1] - theta.size
+    df = nz1 + nz2 - theta.size
     X = panel.inputs
     info = {"boot_start": theta} if boot else {
         "n_second_stage": int(n2), "converged": ok, "steps": steps, "hansen_j": J, "j_df": int(df),
