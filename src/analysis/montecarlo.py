@@ -498,8 +498,10 @@ def run_imputation_decomposition(
     return write_parquet(pd.concat(frames, ignore_index=True), path)
 
 
-def summarize_decomposition(frame: pd.DataFrame) -> pd.DataFrame:
+def summarize_decomposition(frame: pd.DataFrame | None) -> pd.DataFrame:
     """Means over replications of :func:`imputation_decomposition`, with Monte Carlo standard errors.
+
+    ``None`` or an empty frame (nothing stored) gives an empty table with the same columns.
 
     Per design and aggregate: ``R``, ``truth``, ``bias`` (estimate - truth), ``composition``
     (estimand - truth: which certified firm-years the estimator averages), ``y0_error`` (the error
@@ -514,13 +516,17 @@ def summarize_decomposition(frame: pd.DataFrame) -> pd.DataFrame:
     >>> summarize_decomposition(f)[["R", "bias", "composition", "y0_error", "imputed_share"]].round(3).values.tolist()
     [[2.0, 0.01, -0.01, 0.02, 0.8]]
     """
+    cols = ["design", "aggregate", "R", "truth", "bias", "bias_mcse", "composition", "composition_mcse", "y0_error", "y0_error_mcse",
+            "imputed_share"]
+    if frame is None or frame.empty:
+        return pd.DataFrame(columns=cols)
     f = frame.assign(bias=frame["estimate"] - frame["truth"], composition=frame["estimand"] - frame["truth"],
                      imputed_share=frame["n_treated"] / frame["n_truth"])
     g = f.groupby(["design", "aggregate"], sort=False)
     out = g.agg(R=("bias", "size"), truth=("truth", "mean"), bias=("bias", "mean"), bias_mcse=("bias", "sem"),
                 composition=("composition", "mean"), composition_mcse=("composition", "sem"),
                 y0_error=("y0_error", "mean"), y0_error_mcse=("y0_error", "sem"), imputed_share=("imputed_share", "mean")).reset_index()
-    return out
+    return out[cols]
 
 
 def _error_text(exc: BaseException) -> str:
