@@ -309,9 +309,9 @@ def test_twfe_is_biased_under_heterogeneous_effects_and_the_robust_estimators_mu
     world's selection (see the imputation test below and the report).
     """
     spec = mc.load_validation()
-    mc.run_validation(spec, replications=200, designs=["dynamic"], progress=False)
-    s = mc.summarize(mc.load_results(spec["store"], designs=["dynamic"], replications=200), spec)["simple"].set_index("estimator")
-    assert (s["n"] == 200).all()
+    mc.run_validation(spec, replications=100, designs=["dynamic"], progress=False)
+    s = mc.summarize(mc.load_results(spec["store"], designs=["dynamic"], replications=100), spec)["simple"].set_index("estimator")
+    assert (s["n"] == 100).all()
     assert abs(s.loc["twfe", "bias"]) > 4 * s.loc["twfe", "bias_mcse"]
     assert abs(s.loc["twfe", "bias"]) > 5 * max(abs(s.loc[e, "bias"]) for e in ("cs_dr", "sunab", "imputation"))
 
