@@ -1161,6 +1161,18 @@ def imputation_note(summary: Mapping[str, pd.DataFrame], decomposition: pd.DataF
         "certification; (2) firms exit when their TFP is low and enter with fresh draws, so untreated firm-years are a "
         "selected sample that changes from year to year.",
     ]
+    pre = summary["pretrend"]
+    here = pre[(pre["design"] == design) & (pre["outcome"] == outcome)]
+    rnd = pre[(pre["design"] == "random_certification") & (pre["outcome"] == outcome)]
+    if len(here):
+        rng_ = lambda t: f"{t['rejection'].min():.2f} to {t['rejection'].max():.2f}"  # noqa: E731
+        text.append(
+            f"The selection shows before certification: the reports' pre-trend test rejects at 5 % in {rng_(here)} of the "
+            f"`{design}` worlds, depending on the estimator"
+            + (f", against {rng_(rnd)} with certification at random (`random_certification`, R = {int(rnd['n'].max())})" if len(rnd) else "")
+            + ". Callaway-Sant'Anna's post-treatment comparisons start from the year before certification and stay close to "
+            "the truth; imputation's firm effects average all pre-treatment years, which that selection has moved."
+        )
     mech = []
     for d, (rule, turnover) in MECHANISM_DESIGNS.items():
         if d == design:
