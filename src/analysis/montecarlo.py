@@ -64,6 +64,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, ROOT, ParameterError
+from analysis.inference import blas_threads
 from analysis.io import progress_options, write_parquet, write_text
 
 __all__ = [
@@ -354,8 +355,6 @@ def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.r
     >>> sorted(out["kind"].unique()), bool((out["status"] == "ok").all())
     (['event', 'pretrend', 'replication', 'simple'], True)
     """
-    from threadpoolctl import threadpool_limits
-
     from analysis.effects import run_estimator
     from analysis.simulate import simulate_world
 
@@ -366,7 +365,7 @@ def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.r
     base = {"design": design, "replication": int(replication), "seed": f"SeedSequence({spec['seed']}).spawn(R)[{replication}]", "world_seed": world_seed}
     rows: list[dict] = []
     did = spec["did"]
-    with threadpool_limits(1):
+    with blas_threads(1):  # one BLAS thread per replication: the engine runs replications in parallel
         t0 = time.perf_counter()
         try:
             world = simulate_world({"world": d["world_params"]}, seed=world_seed)
@@ -813,9 +812,7 @@ def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str]
 # mapping any function over seeds (randomization inference, bootstraps)
 # ---------------------------------------------------------------------------------------------
 def _run_batch(fn: Callable, seeds: Sequence[Any], args: tuple, kwargs: dict) -> list:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
+    with blas_threads(1):
         return [fn(s, *args, **kwargs) for s in seeds]
 
 
