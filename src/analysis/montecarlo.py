@@ -423,8 +423,6 @@ def imputation_decomposition(spec: Mapping[str, Any], design: str, replication: 
     >>> bool(np.allclose(out["estimate"], out["estimand"] + out["y0_error"]))
     True
     """
-    from threadpoolctl import threadpool_limits
-
     from analysis.did.imputation import imputation
     from analysis.simulate import simulate_world
 
@@ -433,7 +431,7 @@ def imputation_decomposition(spec: Mapping[str, Any], design: str, replication: 
     ss_world, ss_sample, _ = seed.spawn(3)
     world_seed = int(ss_world.generate_state(1, np.uint64)[0] >> np.uint64(1))
     did = spec["did"]
-    with threadpool_limits(1):
+    with blas_threads(1):
         world = simulate_world({"world": d["world_params"]}, seed=world_seed)
         panel = _panel_for(d, ["tfp_true"], world, np.random.default_rng(ss_sample), {}, {})
         pot = world.potential[["firm_id", "year", "tfp_1", "tfp_0"]]
