@@ -1190,6 +1190,14 @@ def imputation_note(summary: Mapping[str, pd.DataFrame], decomposition: pd.DataF
                 f"{f(o['composition'], o['composition_mcse'])} against the truth over all of them, and its model of Y(0) errs by "
                 f"{f(o['y0_error'], o['y0_error_mcse'])} (its estimate on the untreated potential outcome, whose truth is 0)."
             )
+        parts = []
+        for d, (rule, turnover) in MECHANISM_DESIGNS.items():
+            m = dsum[(dsum["design"] == d) & (dsum["aggregate"] != "overall")]
+            if len(m):
+                parts.append(f"certification {rule}, {turnover} (`{d}`, R = {int(m['R'].iloc[0])}): "
+                             + ", ".join(f"{f(x.y0_error, x.y0_error_mcse)} at {x.aggregate}" for x in m.itertuples()))
+        if parts:
+            text.append("The error of the model of Y(0) by event time, design by design: " + "; ".join(parts) + ".")
     return "\n\n".join(text)
 
 
