@@ -1126,7 +1126,7 @@ def imputation_note(summary: Mapping[str, pd.DataFrame], decomposition: pd.DataF
         return ""
     r = row.iloc[0]
     e = ev[(ev["design"] == design) & (ev["outcome"] == outcome) & (ev["estimator"] == "imputation")].sort_values("event_time")
-    f = lambda v, m: f"{v:+.4f} ({m:.4f})"  # noqa: E731
+    f = lambda v, m: f"{v:+.4f} ({m:.4f})" if m >= 5e-5 else f"{v:+.4f} (MC s.e. below 0.0001)"  # noqa: E731
     within = band[0] <= r["coverage"] <= band[1]
 
     def cover(bias: float) -> float:
