@@ -172,7 +172,7 @@ validation: $(ENV_STAMP) ## Monte Carlo validation: R=200 DESIGNS=a,b CLUSTER=lo
 clean-validation: ## remove the stored Monte Carlo results (make clean keeps them)
 	rm -rf $(MC_STORE)
 
-$(BUILD_DIR)/validation.ipynb: notebooks/07_validation.ipynb config/validation.yaml $(wildcard $(MC_STORE)/run.json) $(NB_DEPS_07_validation) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+$(BUILD_DIR)/validation.ipynb: notebooks/07_validation.ipynb config/validation.yaml $(wildcard $(MC_STORE)/run.json $(MC_STORE)/imputation_decomposition.parquet) $(NB_DEPS_07_validation) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
 # ---------------------------------------------------------------------------------------------

@@ -70,12 +70,16 @@ from analysis.io import progress_options, write_parquet, write_text
 __all__ = [
     "RESULT_COLUMNS",
     "RunReport",
+    "MECHANISM_DESIGNS",
     "acceptance",
+    "bias_by_mechanism",
     "completed",
     "coverage_table",
     "design_world",
     "load_results",
+    "imputation_note",
     "load_validation",
+    "imputation_decomposition",
     "main",
     "map_draws",
     "open_client",
@@ -87,10 +91,13 @@ __all__ = [
     "replicate",
     "replication_seeds",
     "results_for_report",
+    "run_imputation_decomposition",
     "run_validation",
     "settings_against_study",
+    "stored_decomposition",
     "stored_run",
     "summarize",
+    "summarize_decomposition",
     "uniform_band",
 ]
 
@@ -383,6 +390,140 @@ def replicate(spec: Mapping[str, Any], design: str, replication: int, seed: np.r
                 for r in part:
                     rows.append({**base, "outcome": column, "estimator": est, "status": status, "error": error, "runtime_s": runtime, **r})
     return _frame(rows)
+
+
+def imputation_decomposition(spec: Mapping[str, Any], design: str, replication: int) -> pd.DataFrame:
+    """Where the imputation estimator's error in one replication comes from (log TFP as the world draws it).
+
+    The estimator is linear in the outcome and its model of Y(0) is fitted on untreated rows
+    only, so with ``y = Y(0) + effect`` on treated rows its estimate splits exactly into
+
+    - ``estimand``: its estimate on ``effect`` alone (zero on untreated rows), i.e. the mean true
+      effect over the treated firm-years it can impute (firms with an untreated year; firms that
+      enter a certified cell after certification are not among them), and
+    - ``y0_error``: its estimate on the untreated potential outcome ``Y(0)`` everywhere, whose truth
+      is 0: the error of the model ``Y(0) = firm effect + year effect`` (the imputation itself).
+
+    So ``estimate - truth = (estimand - truth) + y0_error``, with ``truth`` the world's ATT over all
+    certified firm-years, as in :func:`replicate` (same seed, world and sample).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per aggregate (``overall`` and the post event times of ``did.window``):
+        ``design``, ``replication``, ``aggregate``, ``event_time``, ``estimate``, ``truth``,
+        ``estimand``, ``y0_error``, ``n_treated`` (firm-years imputed), ``n_truth`` (certified
+        firm-years the truth averages).
+
+    Examples
+    --------
+    >>> spec = load_validation()
+    >>> spec["designs"]["clean"]["world_params"]["n_firms"] = 1500
+    >>> out = imputation_decomposition(spec, "clean", 0)
+    >>> bool(np.allclose(out["estimate"], out["estimand"] + out["y0_error"]))
+    True
+    """
+    from analysis.did.imputation import imputation
+    from analysis.simulate import simulate_world
+
+    d = spec["designs"][design]
+    seed = replication_seeds(int(spec["seed"]), replication + 1)[replication]
+    ss_world, ss_sample, _ = seed.spawn(3)
+    world_seed = int(ss_world.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    did = spec["did"]
+    with blas_threads(1):
+        world = simulate_world({"world": d["world_params"]}, seed=world_seed)
+        panel = _panel_for(d, ["tfp_true"], world, np.random.default_rng(ss_sample), {}, {})
+        pot = world.potential[["firm_id", "year", "tfp_1", "tfp_0"]]
+        panel = panel.merge(pot, on=["firm_id", "year"], how="left", validate="one_to_one")
+        g = panel["cohort"].fillna(0)
+        post = (g > 0) & (panel["year"] >= g)
+        panel["_effect"] = np.where(post, (panel["tfp_1"] - panel["tfp_0"]).fillna(0.0), 0.0)
+        panel["_y0"] = panel["tfp_true"] - panel["_effect"]
+        panel = panel.dropna(subset=["tfp_true"])
+        hi = int(did["window"][1])
+        kw = {"cluster": did["cluster"], "alpha": did["alpha"]}
+        fits = {}
+        for col in ("tfp_true", "_effect", "_y0"):
+            fits[col] = {
+                "simple": imputation(panel, col, "firm_id", "year", "cohort", aggregate="simple", **kw),
+                "event": imputation(panel, col, "firm_id", "year", "cohort", horizons=list(range(hi + 1)), **kw),
+            }
+    tr = world.truth[world.truth["outcome"] == "tfp"]
+    rows = []
+    for agg in ("simple", "event"):
+        res = fits["tfp_true"][agg]
+        est, counts = res.tidy(), list(res.meta["n_treated"].values())
+        for k in range(len(est)):
+            e = est["event_time"].iloc[k] if agg == "event" else np.nan
+            t = tr[tr["aggregation"] == "simple"] if agg == "simple" else tr[(tr["aggregation"] == "event") & (tr["event_time"] == e)]
+            rows.append({
+                "design": design, "replication": int(replication), "aggregate": "overall" if agg == "simple" else f"e = {int(e)}",
+                "event_time": e, "estimate": float(est["estimate"].iloc[k]), "truth": float(t["att"].iloc[0]) if len(t) else np.nan,
+                "estimand": float(fits["_effect"][agg].tidy()["estimate"].iloc[k]), "y0_error": float(fits["_y0"][agg].tidy()["estimate"].iloc[k]),
+                "n_treated": int(counts[k]),
+                "n_truth": int(t["n_obs"].iloc[0]) if len(t) else -1,
+            })
+    return pd.DataFrame(rows)
+
+
+def _decomposition_task(item: tuple[str, int], spec: Mapping[str, Any]) -> pd.DataFrame:
+    return imputation_decomposition(spec, item[0], item[1])
+
+
+def run_imputation_decomposition(
+    spec: Mapping[str, Any], *, replications: int, designs: Sequence[str] | None = None, store: str | Path | None = None,
+    engine: Mapping[str, Any] | str | None = None, client: Any = None, n_workers: int | None = None, progress: bool | None = None,
+) -> Path:
+    """:func:`imputation_decomposition` for replications ``0 .. replications - 1`` of ``designs``; one parquet in the store.
+
+    ``designs`` defaults to those of :data:`MECHANISM_DESIGNS` in the specification. The draws run
+    through :func:`map_draws` on the engine (``engine``, ``client``; default ``spec["engine"]``)
+    and are written to ``<store>/imputation_decomposition.parquet`` (atomically, replacing an
+    older file), which the validation report reads.
+    """
+    names = list(designs) if designs else [d for d in MECHANISM_DESIGNS if d in spec["designs"]]
+    unknown = [d for d in names if d not in spec["designs"]]
+    if unknown:
+        raise ParameterError(f"unknown design(s) {unknown}; the specification has {list(spec['designs'])}")
+    items = [(d, r) for r in range(int(replications)) for d in names]
+    if client is None and engine is None:
+        engine = {**spec["engine"], "n_workers": n_workers or spec["engine"].get("n_workers")}
+    frames = map_draws(_decomposition_task, items, dict(spec), client=client, engine=engine, n_workers=n_workers,
+                       batch_size=1, progress=progress, desc="imputation decomposition")
+    path = _resolve_store(store if store is not None else spec["store"]) / "imputation_decomposition.parquet"
+    return write_parquet(pd.concat(frames, ignore_index=True), path)
+
+
+def summarize_decomposition(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """Means over replications of :func:`imputation_decomposition`, with Monte Carlo standard errors.
+
+    ``None`` or an empty frame (nothing stored) gives an empty table with the same columns.
+
+    Per design and aggregate: ``R``, ``truth``, ``bias`` (estimate - truth), ``composition``
+    (estimand - truth: which certified firm-years the estimator averages), ``y0_error`` (the error
+    of the model of Y(0)), each with ``*_mcse`` (s.d. / sqrt(R)), and ``imputed_share`` (firm-years
+    imputed / certified firm-years).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"design": "d", "replication": [0, 1], "aggregate": "overall", "event_time": np.nan,
+    ...                   "estimate": [0.12, 0.10], "truth": 0.1, "estimand": [0.09, 0.09], "y0_error": [0.03, 0.01],
+    ...                   "n_treated": 8, "n_truth": 10})
+    >>> summarize_decomposition(f)[["R", "bias", "composition", "y0_error", "imputed_share"]].round(3).values.tolist()
+    [[2.0, 0.01, -0.01, 0.02, 0.8]]
+    """
+    cols = ["design", "aggregate", "R", "truth", "bias", "bias_mcse", "composition", "composition_mcse", "y0_error", "y0_error_mcse",
+            "imputed_share"]
+    if frame is None or frame.empty:
+        return pd.DataFrame(columns=cols)
+    f = frame.assign(bias=frame["estimate"] - frame["truth"], composition=frame["estimand"] - frame["truth"],
+                     imputed_share=frame["n_treated"] / frame["n_truth"])
+    g = f.groupby(["design", "aggregate"], sort=False)
+    out = g.agg(R=("bias", "size"), truth=("truth", "mean"), bias=("bias", "mean"), bias_mcse=("bias", "sem"),
+                composition=("composition", "mean"), composition_mcse=("composition", "sem"),
+                y0_error=("y0_error", "mean"), y0_error_mcse=("y0_error", "sem"), imputed_share=("imputed_share", "mean")).reset_index()
+    return out[cols]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -917,6 +1058,149 @@ def acceptance(summary: Mapping[str, pd.DataFrame], *, design: str = "clean", es
     return t.rename(columns={"n": "R"}).reset_index(drop=True)
 
 
+#: the designs that separate the two features of the default world that imputation's model of Y(0)
+#: does not fit: certification by MIIT's rule (on cells' output in the year before the
+#: announcement) or at random, and firm entry and exit (exit on low productivity) or almost none
+MECHANISM_DESIGNS: dict[str, tuple[str, str]] = {
+    "clean": ("by rule (output level and growth)", "entry and exit"),
+    "balanced": ("by rule (output level and growth)", "no exit, 1 % entry"),
+    "random_certification": ("at random", "entry and exit"),
+    "random_no_turnover": ("at random", "no exit, 1 % entry"),
+}
+
+
+def bias_by_mechanism(summary: Mapping[str, pd.DataFrame], *, estimators: Sequence[str] = ("imputation", "cs_dr"),
+                      outcome: str = "tfp_true", designs: Mapping[str, tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Bias by event time (and of the overall ATT) in the designs of :data:`MECHANISM_DESIGNS`.
+
+    One row per design and estimator (designs without stored results are left out), with the
+    certification rule, the panel's turnover and, per column ``e = 0, 1, ...`` and ``overall``,
+    ``"bias (MC s.e.)"``; ``R`` is the number of replications. This is the table the validation
+    report uses to say where imputation's bias on the clean design comes from.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"design": "clean", "replication": [0, 1], "outcome": "tfp_true", "estimator": "imputation",
+    ...                      "kind": "simple", "estimate": [0.11, 0.13], "truth": 0.1, "std_error": 0.01, "conf_low": 0.0,
+    ...                      "conf_high": 1.0, "status": "ok", "runtime_s": 1.0}).reindex(columns=list(RESULT_COLUMNS))
+    >>> bias_by_mechanism(summarize(rows))[["design", "R", "overall"]].values.tolist()
+    [['clean', 2, '0.0200 (0.0100)']]
+    """
+    designs = dict(designs or MECHANISM_DESIGNS)
+    s, ev = summary["simple"], summary["event"]
+    f4 = lambda b, m: "" if pd.isna(b) else f"{b:.4f} ({m:.4f})"  # noqa: E731
+    rows = []
+    for d, (rule, turnover) in designs.items():
+        for est in estimators:
+            sim = s[(s["design"] == d) & (s["outcome"] == outcome) & (s["estimator"] == est) & (s["n"] > 0)]
+            if sim.empty:
+                continue
+            row = {"design": d, "certification": rule, "panel": turnover, "estimator": _label(est), "R": int(sim["n"].iloc[0])}
+            e = ev[(ev["design"] == d) & (ev["outcome"] == outcome) & (ev["estimator"] == est)].sort_values("event_time")
+            for r in e.itertuples():
+                row[f"e = {int(r.event_time)}"] = f4(r.bias, r.bias_mcse)
+            row["overall"] = f4(sim["bias"].iloc[0], sim["bias_mcse"].iloc[0])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stored_decomposition(spec: Mapping[str, Any], store: str | Path | None = None) -> pd.DataFrame | None:
+    """The stored :func:`run_imputation_decomposition` results of the store, or ``None``."""
+    path = _resolve_store(store if store is not None else spec["store"]) / "imputation_decomposition.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def imputation_note(summary: Mapping[str, pd.DataFrame], decomposition: pd.DataFrame | None = None, *, design: str = "clean",
+                    outcome: str = "tfp_true", band: tuple[float, float] = (0.93, 0.97)) -> str:
+    """The validation report's paragraph on imputation in ``design``, with the numbers of ``summary``.
+
+    Says whether its coverage is within ``band``, whether the shortfall is bias or standard
+    errors, why the default world biases it (and not Callaway-Sant'Anna), what the designs of
+    :data:`MECHANISM_DESIGNS` show, and, with ``decomposition`` (:func:`stored_decomposition`), how
+    much of the overall ATT's bias is composition and how much the model of Y(0). Empty string if
+    the summary has no imputation results for ``design``.
+    """
+    s, ev = summary["simple"], summary["event"]
+    row = s[(s["design"] == design) & (s["outcome"] == outcome) & (s["estimator"] == "imputation") & (s["n"] > 0)]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    e = ev[(ev["design"] == design) & (ev["outcome"] == outcome) & (ev["estimator"] == "imputation")].sort_values("event_time")
+    f = lambda v, m: f"{v:+.4f} ({m:.4f})" if m >= 5e-5 else f"{v:+.4f} (MC s.e. below 0.0001)"  # noqa: E731
+    within = band[0] <= r["coverage"] <= band[1]
+
+    def cover(bias: float) -> float:
+        from scipy import stats
+
+        h = 1.96 * r["mean_se"]
+        return float(stats.norm.cdf((h - bias) / r["sd"]) - stats.norm.cdf((-h - bias) / r["sd"]))
+
+    by_e = ", ".join(f"{f(x.bias, x.bias_mcse)} at e = {int(x.event_time)}" for x in e.itertuples())
+    text = [
+        f"**Imputation on the `{design}` design.** Its 95 % intervals cover the true ATT in {r['coverage']:.3f} "
+        f"(MC s.e. {r['coverage_mcse']:.3f}) of {int(r['n'])} worlds, {'within' if within else 'outside'} the band "
+        f"[{band[0]:.2f}, {band[1]:.2f}]. Its bias (MC s.e.) is {f(r['bias'], r['bias_mcse'])} overall, {by_e}; "
+        f"its mean standard error is {r['se_ratio']:.2f} times the spread of its estimates. A normal approximation "
+        f"(estimates normal with that bias and spread, intervals of +/- 1.96 mean standard errors) puts coverage at "
+        f"{cover(r['bias']):.3f} with the bias and at {cover(0.0):.3f} without it: "
+        f"{'most of the shortfall is the bias' if cover(0.0) - cover(r['bias']) > 0.95 - cover(0.0) else 'the standard errors matter as much as the bias'}. "
+        "The arithmetic is not the cause: on these worlds its estimates equal diff-diff's `ImputationDiD` to 1e-10 "
+        "(`tests/test_imputation.py`).",
+        "The bias is a property of the design. Imputation fits Y(0) = firm effect + year effect on every untreated firm-year "
+        "(the never-treated firms' years after certification included) and extrapolates it to each treated firm-year, so it "
+        "needs parallel trends in every year and untreated firm-years that are not selected on the shocks to TFP; "
+        "Callaway-Sant'Anna needs parallel trends only from the year before certification to each later year, for the same "
+        "firms on both sides. The default world breaks imputation's assumption twice: (1) MIIT's rule certifies cells on "
+        "their output in the last full year before the announcement (the largest, not the slowest-growing), and log TFP has "
+        "a persistent shock (AR(1), rho = 0.7), so certified cells' TFP is not on the never-treated path in every year before "
+        "certification; (2) firms exit when their TFP is low and enter with fresh draws, so untreated firm-years are a "
+        "selected sample that changes from year to year.",
+    ]
+    pre = summary["pretrend"]
+    here = pre[(pre["design"] == design) & (pre["outcome"] == outcome)]
+    rnd = pre[(pre["design"] == "random_certification") & (pre["outcome"] == outcome)]
+    if len(here):
+        rng_ = lambda t: f"{t['rejection'].min():.2f} to {t['rejection'].max():.2f}"  # noqa: E731
+        text.append(
+            f"The selection shows before certification: the reports' pre-trend test rejects at 5 % in {rng_(here)} of the "
+            f"`{design}` worlds, depending on the estimator"
+            + (f", against {rng_(rnd)} with certification at random (`random_certification`, R = {int(rnd['n'].max())})" if len(rnd) else "")
+            + ". Callaway-Sant'Anna's post-treatment comparisons start from the year before certification and stay close to "
+            "the truth; imputation's firm effects average all pre-treatment years, which that selection has moved."
+        )
+    mech = []
+    for d, (rule, turnover) in MECHANISM_DESIGNS.items():
+        if d == design:
+            continue
+        m = ev[(ev["design"] == d) & (ev["outcome"] == outcome) & (ev["estimator"] == "imputation")].sort_values("event_time")
+        if len(m):
+            mech.append(f"certification {rule}, {turnover} (`{d}`, R = {int(m['n'].iloc[0])}): "
+                        + ", ".join(f"{f(x.bias, x.bias_mcse)} at e = {int(x.event_time)}" for x in m.itertuples()))
+    if mech:
+        text.append("Bias by event time where one or both features are switched off: " + "; ".join(mech) + ".")
+    if decomposition is not None:
+        dsum = summarize_decomposition(decomposition)
+        o = dsum[(dsum["design"] == design) & (dsum["aggregate"] == "overall")]
+        if len(o):
+            o = o.iloc[0]
+            text.append(
+                f"Over {int(o['R'])} of these worlds the error splits exactly (`analysis.montecarlo.imputation_decomposition`): "
+                f"imputation averages {o['imputed_share']:.0%} of the certified firm-years (firms that enter a certified cell "
+                "after certification have no untreated year), which moves the overall ATT by "
+                f"{f(o['composition'], o['composition_mcse'])} against the truth over all of them, and its model of Y(0) errs by "
+                f"{f(o['y0_error'], o['y0_error_mcse'])} (its estimate on the untreated potential outcome, whose truth is 0)."
+            )
+        parts = []
+        for d, (rule, turnover) in MECHANISM_DESIGNS.items():
+            m = dsum[(dsum["design"] == d) & (dsum["aggregate"] != "overall")]
+            if len(m):
+                parts.append(f"certification {rule}, {turnover} (`{d}`, R = {int(m['R'].iloc[0])}): "
+                             + ", ".join(f"{f(x.y0_error, x.y0_error_mcse)} at {x.aggregate}" for x in m.itertuples()))
+        if parts:
+            text.append("The error of the model of Y(0) by event time, design by design: " + "; ".join(parts) + ".")
+    return "\n\n".join(text)
+
+
 def settings_against_study(spec: Mapping[str, Any], params: Mapping[str, Any]) -> pd.DataFrame:
     """The validation's DiD settings next to the parameter set's ``did`` section (what the reports run)."""
     rows = []
@@ -1037,12 +1321,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default=None, help="local | slurm | pbs | tcp://host:port (default: the file's engine)")
     parser.add_argument("--workers", type=int, default=None, help="local workers, or SLURM/PBS jobs")
     parser.add_argument("--retry-failed", action="store_true", help="recompute replications stored with an error")
+    parser.add_argument("--decompose-imputation", action="store_true",
+                        help="instead: split imputation's error into composition and Y(0)-model parts over R replications "
+                             "of the designs (default: the mechanism designs); writes <store>/imputation_decomposition.parquet")
     args = parser.parse_args(argv)
     try:
         spec = load_validation(args.spec)
         engine = dict(spec["engine"])
         if args.cluster:
             engine["cluster"] = args.cluster
+        if args.decompose_imputation:
+            path = run_imputation_decomposition(spec, replications=args.replications or 100, designs=[d for d in args.designs.split(",") if d] or None,
+                                                store=args.store, engine=engine, n_workers=args.workers)
+            print(f"wrote {path}")
+            return 0
         report = run_validation(spec, replications=args.replications, designs=[d for d in args.designs.split(",") if d] or None,
                                 store=args.store, engine=engine, n_workers=args.workers, retry_failed=args.retry_failed)
     except ParameterError as exc:
