@@ -91,7 +91,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_make_all_publishes_every_report(project):
-    """index.html links each report; every page has its provenance footer; no notebook has an error cell."""
+    """index.html links each report; every page has its provenance footer; no notebook has an error cell;
+    on the synthetic world (which has every input) no report is skipped for lack of inputs."""
     reports = project / "reports"
     index = (reports / "index.html").read_text(encoding="utf-8")
     pages = sorted(p.stem for p in (project / "build" / "small").glob("*.ipynb") if not p.name.endswith(".failed.ipynb"))
@@ -106,6 +107,8 @@ def test_make_all_publishes_every_report(project):
     assert list((reports / "figures").glob("*.png")) and list((reports / "tables").glob("*.tex"))
     families = sorted(p.stem.removeprefix("effects_") for p in (project / "config").glob("effects_*.yaml"))
     assert {f"effects_{f}" for f in families} | {"summary", "03_productivity"} <= set(pages)
+    skipped = sorted(p.stem for p in (project / "data" / "processed" / "small" / "skipped").glob("*.json"))
+    assert not skipped, f"reports skipped on the synthetic world, whose panel has every input: {skipped}"
     assert _make(project, "all").stdout.strip() == "", "a second make all must have nothing to do"
 
 

@@ -119,7 +119,7 @@ def require_inputs(panel: pd.DataFrame, columns: Sequence[str], *, config: str, 
     raise InputsAbsent(f"{page}: inputs absent ({', '.join(gone)})")
 
 
-def skipped_note(config: str) -> str:
+def skipped_note(config: str, *, leave_out: Sequence[str] = ()) -> str:
     """One paragraph for the summary: the reports skipped for lack of inputs, or that none was.
 
     Examples
@@ -127,14 +127,19 @@ def skipped_note(config: str) -> str:
     >>> skipped_note("no-such-parameter-set")
     'Every report ran: none lacked its inputs.'
     """
-    sk = skipped_reports(config)
+    sk = skipped_reports(config, leave_out=leave_out)
     if sk.empty:
         return "Every report ran: none lacked its inputs."
     items = "; ".join(f"`{r.page}` ({r.what}; missing {', '.join(r.missing)})" for r in sk.itertuples())
     return f"**Skipped for lack of inputs** ({len(sk)}): {items}. Their pages say so; the tables below cover the reports that ran."
 
 
-def skipped_reports(config: str) -> pd.DataFrame:
-    """The reports skipped for lack of inputs: page, what it does, what was missing."""
-    rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(skip_dir(config).glob("*.json"))]
+def skipped_reports(config: str, *, leave_out: Sequence[str] = ()) -> pd.DataFrame:
+    """The reports skipped for lack of inputs: page, what it does, what was missing.
+
+    ``leave_out``: page-name prefixes not to read (the summary leaves out the robustness pages,
+    which ``make`` runs after it, so that its inputs do not depend on the order of a build).
+    """
+    files = [p for p in sorted(skip_dir(config).glob("*.json")) if not p.stem.startswith(tuple(leave_out))]
+    rows = [json.loads(p.read_text(encoding="utf-8")) for p in files]
     return pd.DataFrame(rows, columns=["page", "what", "missing", "text"])

@@ -744,9 +744,13 @@ class FamilyInputs:
         return self.world.get("potential")
 
 
-def family_inputs(config: str, family: str) -> FamilyInputs:
+def family_inputs(config: str, family: str, *, every_column: bool = False) -> FamilyInputs:
     """Load what the report of ``family`` needs: the parameter set, the family, the panel with TFP
-    (restricted to the family's sample) and the world's truth tables (empty on real data)."""
+    (restricted to the family's sample) and the world's truth tables (empty on real data).
+
+    Only the columns the effects report reads are loaded (memory at census scale), unless
+    ``every_column`` (the robustness report: geography, covariates for matching, batches).
+    """
     from analysis.config import load_params
     from analysis.panel import load_world_tables
     from analysis.productivity import load_tfp_panel
@@ -757,7 +761,7 @@ def family_inputs(config: str, family: str) -> FamilyInputs:
     # only what the report reads: keys, timing, cluster, the family's outcomes and counts, its sample, the splits
     columns = ["firm_id", "year", "cohort", did["cluster"], *[o["column"] for o in [*spec["outcomes"], *spec["counts"]]],
                *([spec["sample"]] if spec["sample"] else []), *did["heterogeneity"]]
-    panel = load_tfp_panel(config, params, columns=columns)
+    panel = load_tfp_panel(config, params, columns=None if every_column else columns)
     if spec["sample"] and spec["sample"] in panel.columns:  # absent: require_family_inputs stops the report
         panel = panel[panel[spec["sample"]].astype(bool)].reset_index(drop=True)
     return FamilyInputs(config=config, family=family, params=params, spec=spec, panel=panel, world=load_world_tables(config))
