@@ -48,9 +48,7 @@ FLOORS: dict[str, int] = {
 #: rules beyond floors
 FORBIDDEN = {("analysis.sources", "analysis.simulate"): "the real-data readers import nothing of the simulator"}
 #: known exceptions, each with the reason and when it goes
-ALLOWED = {
-    ("analysis.results", "analysis.tables"): "compatibility shim: analysis.results.export_table & co. moved to analysis.tables",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _floor_key(module: str) -> str | None:

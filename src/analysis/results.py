@@ -258,15 +258,3 @@ def combine(results: Iterable[EstimationResult | pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=list(TIDY_COLUMNS))
     return check_tidy(pd.concat(frames, ignore_index=True))
-
-
-def __getattr__(name: str) -> Any:
-    """Old names of the table functions, moved to :mod:`analysis.tables` (kept importable for now)."""
-    if name in ("wide_table", "export_table", "to_latex_booktabs"):
-        import warnings
-
-        warnings.warn(f"analysis.results.{name} moved to analysis.tables.{name}", DeprecationWarning, stacklevel=2)
-        from analysis import tables  # compatibility shim only: results itself never uses tables
-
-        return getattr(tables, name)
-    raise AttributeError(f"module 'analysis.results' has no attribute {name!r}")
