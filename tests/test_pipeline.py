@@ -91,8 +91,9 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_make_all_publishes_every_report(project):
-    """index.html links each report; every page has its provenance footer; no notebook has an error cell;
-    on the synthetic world (which has every input) no report is skipped for lack of inputs."""
+    """index.html links each report; every page has its provenance footer and no progress-bar widget;
+    no notebook has an error cell; on the synthetic world (which has every input) no report is skipped
+    for lack of inputs."""
     reports = project / "reports"
     index = (reports / "index.html").read_text(encoding="utf-8")
     pages = sorted(p.stem for p in (project / "build" / "small").glob("*.ipynb") if not p.name.endswith(".failed.ipynb"))
@@ -101,6 +102,7 @@ def test_make_all_publishes_every_report(project):
         assert f'href="{page}.html"' in index
         html = (reports / f"{page}.html").read_text(encoding="utf-8")
         assert "Provenance" in html and "git commit" in html and "config/small.yaml" in html
+        assert "application/vnd.jupyter.widget-view" not in html, f"{page} embeds a progress-bar widget"
         nb = json.loads((project / "build" / "small" / f"{page}.ipynb").read_text(encoding="utf-8"))
         errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, f"{page} has error cells"

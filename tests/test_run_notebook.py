@@ -55,7 +55,9 @@ def test_kernel_death_names_the_cell_the_memory_and_the_parameters(tmp_path):
 def test_heartbeat_reports_the_cell_memory_and_loop_position(tmp_path):
     """With a heartbeat every second, a 6-second loop over ``analysis.io.progress`` prints lines with
     the running cell, the kernel's memory and the loop's position out of its total; the stats file
-    has the run's time and peak memory."""
+    has the run's time and peak memory; and the executed notebook carries no progress bar (under
+    ``TQDM_DISABLE=1``, as the Makefile runs it, ``tqdm.auto``'s notebook widget, which ignores the
+    variable by itself, must not be embedded in the published page)."""
     body = "import time\nfrom analysis.io import progress\nfor _ in progress(range(30), desc='draws'):\n    time.sleep(0.2)"
     nb = _notebook(tmp_path / "loops.ipynb", body, [])
     proc = _run(tmp_path, nb, ANALYSIS_HEARTBEAT="1")
@@ -65,3 +67,6 @@ def test_heartbeat_reports_the_cell_memory_and_loop_position(tmp_path):
     assert any("cell 3 of 3" in ln and "kernel memory" in ln and "draws " in ln and "/30" in ln for ln in beats), beats
     stats = json.loads((tmp_path / "out.stats.json").read_text())
     assert stats["status"] == "ok" and stats["seconds"] >= 6 and stats["peak_gb"] > 0
+    outputs = [o for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], outputs
+    assert "/30" not in json.dumps(outputs), outputs

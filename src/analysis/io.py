@@ -144,12 +144,21 @@ def file_hash(path: str | Path, *, length: int = 12) -> str:
 def progress_options(progress: bool | None) -> dict:
     """Keyword arguments for ``tqdm``: ``{}`` to show the bar, ``{"disable": True}`` to hide it.
 
-    ``None`` and ``True`` leave tqdm's defaults, which the environment can override
-    (``TQDM_DISABLE=1``: the Makefile sets it so published reports carry no progress bars, while
-    the same notebook in JupyterLab shows them). Passing ``disable=None`` explicitly instead would
-    bypass the environment.
+    ``False`` hides the bar, ``True`` shows it; ``None`` (the default everywhere) shows it unless
+    the environment variable ``TQDM_DISABLE`` is set (``1``/``true``: the Makefile sets it so that
+    published reports carry no progress bars, while the same notebook in JupyterLab shows them).
+    The variable is read here rather than left to tqdm because the notebook bar of
+    ``tqdm.auto`` (a widget in a Jupyter kernel, as under papermill) passes ``disable=False``
+    explicitly and so never sees it: the reports would embed a dead widget.
+
+    Examples
+    --------
+    >>> progress_options(False)
+    {'disable': True}
     """
-    return {} if progress is None or progress else {"disable": True}
+    if progress is None:
+        progress = os.environ.get("TQDM_DISABLE", "").strip().lower() not in {"1", "true", "yes", "on"}
+    return {} if progress else {"disable": True}
 
 
 # ---------------------------------------------------------------------------------------------
