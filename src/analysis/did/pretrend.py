@@ -132,6 +132,11 @@ def pretrend_test(
     if not terms:
         return TestResult(stat=float("nan"), df=0, p_value=float("nan"), null=null, distribution="none", method="none")
     block = _block(es, terms)
+    if block is None and method in ("auto", "wild_bootstrap", "htz") and es.meta.get("small_sample_released"):
+        raise ValueError(
+            "this result's small-sample blocks were released after the report's pre-trend test (FamilyEffects keeps "
+            "tables and covariances only); run analysis.effects.run_estimator again for another joint test"
+        )
     if method == "auto":
         method = "wild_bootstrap" if block is not None else "chi2"
     if method == "chi2":
