@@ -58,7 +58,7 @@ def test_heartbeat_reports_the_cell_memory_and_loop_position(tmp_path):
     has the run's time and peak memory; and the executed notebook carries no progress bar (under
     ``TQDM_DISABLE=1``, as the Makefile runs it, ``tqdm.auto``'s notebook widget, which ignores the
     variable by itself, must not be embedded in the published page)."""
-    body = "import time\nfrom analysis.io import progress\nfor _ in progress(range(30), desc='draws'):\n    time.sleep(0.2)"
+    body = "import time\nfrom analysis.io import progress\nfor _ in progress(range(30), desc='draws', progress=True):\n    time.sleep(0.2)"
     nb = _notebook(tmp_path / "loops.ipynb", body, [])
     proc = _run(tmp_path, nb, ANALYSIS_HEARTBEAT="1")
     assert proc.returncode == 0, proc.stderr[-2000:]

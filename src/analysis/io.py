@@ -144,9 +144,9 @@ def file_hash(path: str | Path, *, length: int = 12) -> str:
 def progress_options(progress: bool | None) -> dict:
     """Keyword arguments for ``tqdm``: ``{}`` to show the bar, ``{"disable": True}`` to hide it.
 
-    ``False`` hides the bar, ``True`` shows it; ``None`` (the default everywhere) shows it unless
-    the environment variable ``TQDM_DISABLE`` is set (``1``/``true``: the Makefile sets it so that
-    published reports carry no progress bars, while the same notebook in JupyterLab shows them).
+    ``False`` hides the bar; ``True`` and ``None`` show it, unless the environment variable
+    ``TQDM_DISABLE`` is set (``1``/``true``), which hides every bar: the Makefile sets it so that
+    published reports carry no progress bars, while the same notebook in JupyterLab shows them.
     The variable is read here rather than left to tqdm because the notebook bar of
     ``tqdm.auto`` (a widget in a Jupyter kernel, as under papermill) passes ``disable=False``
     explicitly and so never sees it: the reports would embed a dead widget.
@@ -156,9 +156,9 @@ def progress_options(progress: bool | None) -> dict:
     >>> progress_options(False)
     {'disable': True}
     """
-    if progress is None:
-        progress = os.environ.get("TQDM_DISABLE", "").strip().lower() not in {"1", "true", "yes", "on"}
-    return {} if progress else {"disable": True}
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return {"disable": True}
+    return {} if progress is None or progress else {"disable": True}
 
 
 # ---------------------------------------------------------------------------------------------
