@@ -73,9 +73,11 @@ __all__ = [
     "MECHANISM_DESIGNS",
     "acceptance",
     "bias_by_mechanism",
+    "check_engine",
     "completed",
     "coverage_table",
     "design_world",
+    "draws_mapper",
     "load_results",
     "imputation_note",
     "load_validation",
@@ -809,6 +811,15 @@ def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str]
 # ---------------------------------------------------------------------------------------------
 # mapping any function over seeds (randomization inference, bootstraps)
 # ---------------------------------------------------------------------------------------------
+def _nbytes(value: Any) -> int:
+    """Bytes of a data frame (its columns and index) or of anything with ``nbytes`` (arrays, series,
+    :class:`analysis.tfp.arrays.PanelData`); 0 for the rest."""
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(index=True).sum())
+    n = getattr(value, "nbytes", None)
+    return int(n) if isinstance(n, (int, np.integer)) else 0
+
+
 def _run_batch(fn: Callable, seeds: Sequence[Any], args: tuple, kwargs: dict) -> list:
     with blas_threads(1):
         return [fn(s, *args, **kwargs) for s in seeds]
@@ -841,7 +852,8 @@ def map_draws(
         The draws' seeds (ints or ``numpy.random.SeedSequence``), or an int ``n`` for
         ``replication_seeds(0, n)``... pass your own seeds to keep your parameter set's ``seed``.
     *args, **kwargs
-        Passed to every call. Large arguments (data frames, arrays) are sent to each worker once.
+        Passed to every call. Large arguments (data frames, arrays, anything with an ``nbytes``
+        above 100 kB) are sent to each worker once.
     client : object, optional
         An open ``distributed.Client``. Without ``client`` and ``engine`` the draws run here in a
         plain loop (no Dask), which is fastest for cheap draws on one machine.
@@ -871,7 +883,7 @@ def map_draws(
     with ctx as cl:
         workers = max(1, len(cl.scheduler_info().get("workers", {})))
         size = batch_size or max(1, min(1000, math.ceil(len(seeds) / (4 * workers))))
-        big = lambda v: isinstance(v, (pd.DataFrame, pd.Series, np.ndarray)) and getattr(v, "nbytes", 0) > 1e5
+        big = lambda v: _nbytes(v) > 1e5
         args_f = tuple(cl.scatter(a, broadcast=True) if big(a) else a for a in args)
         kwargs_f = {k: (cl.scatter(v, broadcast=True) if big(v) else v) for k, v in kwargs.items()}
         batches = [seeds[i:i + size] for i in range(0, len(seeds), size)]
@@ -886,6 +898,69 @@ def map_draws(
         for fut in futures:
             out.extend(fut.result())
         return out
+
+
+def check_engine(engine: Any, key: str = "engine") -> Mapping[str, Any] | str | None:
+    """``engine`` if :func:`open_client` can take it; else a :class:`~analysis.config.ParameterError` naming ``key``.
+
+    ``None`` (the draws run in a plain loop here), ``"local"``, ``"slurm"``, ``"pbs"``, a scheduler
+    address (``"tcp://host:8786"``) or a mapping with ``cluster`` (one of those) and the options of
+    :func:`open_client` (``n_workers``, ``threads_per_worker``, ``memory_limit``, ``dashboard_address``,
+    ``jobqueue``, ``jobs``). Checked when a parameter set is read, before any long loop starts.
+
+    Examples
+    --------
+    >>> check_engine({"cluster": "local", "n_workers": 2}, "tfp.engine")
+    {'cluster': 'local', 'n_workers': 2}
+    >>> check_engine("lokal", "tfp.engine")
+    Traceback (most recent call last):
+    ...
+    analysis.config.ParameterError: tfp.engine must be null (a plain loop here), 'local', 'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', or a mapping with 'cluster' and its options; got 'lokal'
+    """
+    what = ("must be null (a plain loop here), 'local', 'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', "
+            "or a mapping with 'cluster' and its options")
+    kind_ok = lambda k: k in ("local", "slurm", "pbs") or (isinstance(k, str) and "://" in k)  # noqa: E731
+    if engine is None or (isinstance(engine, str) and kind_ok(engine)):
+        return engine
+    if not isinstance(engine, Mapping):
+        raise ParameterError(f"{key} {what}; got {engine!r}")
+    unknown = sorted(set(map(str, engine)) - ENGINE_KEYS)
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(f'{key}.{u}' for u in unknown)}; known keys here: {', '.join(sorted(ENGINE_KEYS))}")
+    if engine.get("cluster") is not None and not kind_ok(engine["cluster"]):
+        raise ParameterError(f"{key}.cluster must be 'local', 'slurm', 'pbs' or a scheduler address such as 'tcp://host:8786'; got {engine['cluster']!r}")
+    for k in ("n_workers", "threads_per_worker", "jobs"):
+        v = engine.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ParameterError(f"{key}.{k} must be a positive whole number, got {v!r}")
+    if engine.get("jobqueue") is not None and not isinstance(engine["jobqueue"], Mapping):
+        raise ParameterError(f"{key}.jobqueue must be a mapping of dask_jobqueue options, got {engine['jobqueue']!r}")
+    return engine
+
+
+@contextlib.contextmanager
+def draws_mapper(engine: Any, *, key: str = "engine", quiet: bool = False) -> Iterator[Callable[..., list] | None]:
+    """The ``mapper`` of the many-draw loops (TFP bootstrap, randomization inference) on ``engine``.
+
+    Yields ``None`` for ``engine=None`` (the loops then run here, as without an engine), else
+    :func:`map_draws` bound to a client of :func:`open_client` (``functools.partial(map_draws,
+    client=client)``), the cluster started once for every loop inside the ``with`` and closed after.
+    ``engine`` is checked first (:func:`check_engine`), the error naming ``key``.
+
+    Examples
+    --------
+    >>> with draws_mapper(None, key="tfp.engine") as mapper:
+    ...     mapper is None
+    True
+    """
+    import functools
+
+    engine = check_engine(engine, key)
+    if engine is None:
+        yield None
+        return
+    with open_client(engine, quiet=quiet) as client:
+        yield functools.partial(map_draws, client=client)
 
 
 # ---------------------------------------------------------------------------------------------
