@@ -125,6 +125,7 @@ def test_the_panel_reaches_each_worker_once(acf_data, client):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ri_panel(small_world) -> pd.DataFrame:
+    """The small world's panel with log labour productivity (as tests/test_robustness_ri.py)."""
     return small_world.panel.assign(lp=lambda d: np.log(d["value_added"] / d["labor"]))
 
 

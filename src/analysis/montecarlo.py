@@ -912,10 +912,10 @@ def check_engine(engine: Any, key: str = "engine") -> Mapping[str, Any] | str | 
     --------
     >>> check_engine({"cluster": "local", "n_workers": 2}, "tfp.engine")
     {'cluster': 'local', 'n_workers': 2}
-    >>> check_engine("lokal", "tfp.engine")
+    >>> check_engine("lokal", "tfp.engine")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    analysis.config.ParameterError: tfp.engine must be null (a plain loop here), 'local', 'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', or a mapping with 'cluster' and its options; got 'lokal'
+    analysis.config.ParameterError: tfp.engine must be null (a plain loop here), 'local', 'slurm', 'pbs', ...; got 'lokal'
     """
     what = ("must be null (a plain loop here), 'local', 'slurm', 'pbs', a scheduler address such as 'tcp://host:8786', "
             "or a mapping with 'cluster' and its options")
