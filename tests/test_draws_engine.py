@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import montecarlo as mc
-from analysis import productivity, robustness
+from analysis import engine, productivity, robustness
 from analysis.config import ParameterError, load_params
 from analysis.did.randomization import AssignmentDesign, randomization_inference
 from analysis.panel import add_outcomes
@@ -44,7 +43,7 @@ def client():
     import distributed
 
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                       env=dict(mc.WORKER_ENV), silence_logs=40)
+                                       env=dict(engine.WORKER_ENV), silence_logs=40)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -77,7 +76,7 @@ def test_tfp_bootstrap_identical_locally_and_on_two_workers(acf_data, client):
     """ACF, 12 firm-bootstrap draws: the draws and the tidy standard errors with mapper=None equal those
     through map_draws on 2 worker processes (batches of 5 draws, so the batches split unevenly)."""
     here = _acf(acf_data, n_boot=12, seed=7)
-    there = _acf(acf_data, n_boot=12, seed=7, mapper=functools.partial(mc.map_draws, client=client, batch_size=5, progress=False))
+    there = _acf(acf_data, n_boot=12, seed=7, mapper=functools.partial(engine.map_draws, client=client, batch_size=5, progress=False))
     assert here.meta["failed_draws"] == 0
     assert np.array_equal(here.draws.to_numpy(), there.draws.to_numpy())
     assert here.se().to_dict() == there.se().to_dict()
@@ -112,10 +111,10 @@ def test_the_panel_reaches_each_worker_once(acf_data, client):
     big = pd.concat([acf_data.assign(firm=acf_data["firm"] + 1000 * i) for i in range(10)], ignore_index=True)
     panel, _ = _build_panel(big, output="y", free=["l"], state=["k"], proxy="m", share=None, markov=[], exit_col=None,
                             unit="firm", time="year")
-    assert isinstance(panel, PanelData) and panel.nbytes == mc._nbytes(panel) > 1e5
-    assert mc._nbytes(big) == int(big.memory_usage(index=True).sum())
+    assert isinstance(panel, PanelData) and panel.nbytes == engine._nbytes(panel) > 1e5
+    assert engine._nbytes(big) == int(big.memory_usage(index=True).sum())
     for arg in (panel, big):
-        seen = mc.map_draws(_where, list(range(16)), arg, client=client, batch_size=2, progress=False)
+        seen = engine.map_draws(_where, list(range(16)), arg, client=client, batch_size=2, progress=False)
         pids = {pid for pid, _ in seen}
         assert len(set(seen)) == len(pids)  # one object per worker process
 
@@ -154,7 +153,7 @@ def test_ri_identical_locally_and_on_two_workers(ri_panel, client, statistic):
     d = _design(ri_panel)
     kw = dict(statistic=statistic, n_draws=250, seed=5, progress=False, chunk_size=40)
     here = randomization_inference(ri_panel, "lp", d, **kw)
-    there = randomization_inference(ri_panel, "lp", d, **kw, mapper=functools.partial(mc.map_draws, client=client, batch_size=1, progress=False))
+    there = randomization_inference(ri_panel, "lp", d, **kw, mapper=functools.partial(engine.map_draws, client=client, batch_size=1, progress=False))
     assert here.draws.size == 250 and np.array_equal(here.draws, there.draws)
     assert here.p_value == there.p_value and here.actual == there.actual
 

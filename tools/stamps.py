@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from analysis.config import ParameterError, load_params
+from analysis.engine import check_engine
 from analysis.io import write_text
-from analysis.montecarlo import check_engine
 from analysis.simulate import world_params
 
 #: (section, path inside it) of the engine keys: checked, not stamped (the results do not depend on them)

@@ -95,7 +95,7 @@ def estimate_tfp(
         method; 0 for none; other proxy methods get no standard errors, OLS, FE and Wooldridge
         analytic ones), ``time_effects``, ``markov_controls``, ``engine`` (where the bootstrap draws
         run: ``null``, the default, in a loop here; ``local``, ``slurm``, ``pbs``, a scheduler address
-        or a mapping as :func:`analysis.montecarlo.open_client` takes it, on that Dask cluster; the
+        or a mapping as :func:`analysis.engine.open_client` takes it, on that Dask cluster; the
         draws are the same either way).
     seed : int, default 0
         Seed of the bootstrap and of the ACF start search.
@@ -114,7 +114,7 @@ def estimate_tfp(
     >>> tfp = {**load_params("small")["tfp"], "engine": "local"}
     >>> panel_tfp, fits = estimate_tfp(panel, tfp, seed=1)  # doctest: +SKIP
     """
-    from analysis.montecarlo import check_engine, draws_mapper
+    from analysis.engine import check_engine, draws_mapper
     from analysis.tfp import estimate_production
 
     engine = check_engine(tfp.get("engine"), "tfp.engine")

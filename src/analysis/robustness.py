@@ -186,7 +186,7 @@ def settings(params: Mapping[str, Any]) -> dict[str, Any]:
     did = params["did"]
     s.update(alpha=float(did["alpha"]), cluster=did["cluster"], window=tuple(did["window"]), seed=int(params.get("seed", 0)),
              honest_mbar_main=list(did.get("honest_mbar", [])))
-    from analysis.montecarlo import check_engine
+    from analysis.engine import check_engine
 
     check_engine(s["ri"]["engine"], "robustness.ri.engine")
     unknown = [k for k in s["spec_curve"]["clusters"] if k not in s["clusters"]]
@@ -461,10 +461,10 @@ def assignment_design(panel: pd.DataFrame, s: Mapping[str, Any]):
 def randomization_tests(panel: pd.DataFrame, outcome: str, s: Mapping[str, Any], *, progress: bool | None = True, mapper=None) -> dict[str, Any]:
     """Randomization inference for the Callaway-Sant'Anna and TWFE estimates (``{"cs": RIResult, "twfe": RIResult}``).
 
-    The draws run where ``ri.engine`` of the settings says (:func:`analysis.montecarlo.draws_mapper`:
+    The draws run where ``ri.engine`` of the settings says (:func:`analysis.engine.draws_mapper`:
     ``None`` here in a loop, ``"local"`` on all cores, ``"slurm"``, ``"pbs"``, a scheduler address),
     one cluster for both statistics, unless ``mapper`` is given (the contract of
-    :func:`analysis.montecarlo.map_draws`); the draws are the same on every engine.
+    :func:`analysis.engine.map_draws`); the draws are the same on every engine.
 
     Examples
     --------
@@ -474,7 +474,7 @@ def randomization_tests(panel: pd.DataFrame, outcome: str, s: Mapping[str, Any],
     >>> ri = randomization_tests(panel, "tfp_acf", settings(params))  # doctest: +SKIP
     """
     from analysis.did.randomization import randomization_inference
-    from analysis.montecarlo import draws_mapper
+    from analysis.engine import draws_mapper
 
     design = assignment_design(panel, s)
     d = panel.dropna(subset=[outcome])

@@ -28,7 +28,7 @@ once:
 Seeds and engines. The draws come in chunks of ``chunk_size``; chunk ``c`` draws its assignments
 and evaluates the statistic with its own seed, ``numpy.random.SeedSequence(seed).spawn(n_chunks)[c]``,
 so a chunk depends on nothing but its seed: the chunks can run in a loop here (the default) or
-through ``mapper``, a function with the contract of :func:`analysis.montecarlo.map_draws` (e.g.
+through ``mapper``, a function with the contract of :func:`analysis.engine.map_draws` (e.g.
 ``functools.partial(map_draws, client=client)`` on a Dask cluster; the robustness section's
 ``ri.engine`` builds it), with the same draws. Each worker receives the precomputed statistic and
 the design once, never the panel.
@@ -500,7 +500,7 @@ def randomization_inference(
     mapper : callable, optional
         Runs the chunks: called as ``mapper(fn, seeds, *args, progress=..., desc=...)`` and returning
         ``[fn(s, *args) for s in seeds]`` in order, the contract of
-        :func:`analysis.montecarlo.map_draws` (``functools.partial(map_draws, client=client)`` runs
+        :func:`analysis.engine.map_draws` (``functools.partial(map_draws, client=client)`` runs
         them on a Dask cluster). ``None`` (default): a plain loop here. The draws are the same.
     chunk_size : int, default 100
         Draws per chunk (each chunk is one seed and one vectorised evaluation). Part of the

@@ -303,7 +303,7 @@ def estimate_production(
     mapper : callable, optional
         Runs the bootstrap draws: called as ``mapper(fn, seeds, *args, progress=..., desc=...)`` and
         returning ``[fn(s, *args) for s in seeds]`` in order, the contract of
-        :func:`analysis.montecarlo.map_draws`. ``None`` (default): a plain loop here.
+        :func:`analysis.engine.map_draws`. ``None`` (default): a plain loop here.
         ``functools.partial(map_draws, client=client)`` runs them on a Dask cluster, the panel's
         arrays sent once to each worker; the draws are identical either way. The study's
         ``tfp.engine`` parameter builds it (:func:`analysis.productivity.estimate_tfp`).
@@ -329,7 +329,7 @@ def estimate_production(
     ValueError: (firm_id, year) pairs are not unique: rows [0, 1] repeat a firm-year
 
     The firm bootstrap, in a loop here or through a mapper (here a plain one with the contract of
-    :func:`analysis.montecarlo.map_draws`; a Dask one gives the same draws):
+    :func:`analysis.engine.map_draws`; a Dask one gives the same draws):
 
     >>> rng = np.random.default_rng(0)
     >>> df = pd.DataFrame({"firm_id": np.repeat(np.arange(100), 4), "year": np.tile(np.arange(2010, 2014), 100),
