@@ -25,8 +25,9 @@ FLOORS: dict[str, int] = {
     "analysis.tfp": 2,
     "analysis.did": 2,
     "analysis.schema": 2,
-    # 3: the data in: the user's files and the synthetic world (which knows the project's paths)
+    # 3: parameter sets and where many draws run (the Dask engine); the data in: the user's files and the synthetic world (which knows the project's paths)
     "analysis.config": 3,
+    "analysis.engine": 3,
     "analysis.sources": 3,
     "analysis.simulate": 3,
     "analysis.example_records": 3,

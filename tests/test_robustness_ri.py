@@ -98,18 +98,19 @@ def test_ri_has_its_size_under_the_sharp_null(world_panel):
 
 
 def test_randomization_inference_result(world_panel):
-    """The wrapper: RI p-value from the draws, a progress bar over chunks, a map hook (here a recording map),
+    """The wrapper: RI p-value from the draws, a progress bar over chunks, a map hook with the contract of
+    map_draws (here a recording loop: 120 draws in chunks of 25 are 5 seeds, children of SeedSequence(1)),
     tidy row and figure."""
     d = _design(world_panel)
     seen = []
 
-    def mapper(f, chunks):
-        for c in chunks:
-            seen.append(c.shape[0])
-            yield f(c)
+    def mapper(f, seeds, *args, progress=None, desc=""):
+        seen.extend(seeds)
+        return [f(s, *args) for s in seeds]
 
-    res = randomization_inference(world_panel, "lp", d, statistic="twfe", n_draws=120, seed=1, progress=False, mapper=mapper, chunks=6)
-    assert sum(seen) == 120 and len(seen) == 6 and res.n_draws == 120
+    res = randomization_inference(world_panel, "lp", d, statistic="twfe", n_draws=120, seed=1, progress=False, mapper=mapper, chunk_size=25)
+    assert [s.spawn_key for s in seen] == [(c,) for c in range(5)] and res.n_draws == 120
+    assert all(s.entropy == 1 for s in seen)
     assert res.p_value == pytest.approx(ri_p_value(res.actual, res.draws))
     assert res.actual == pytest.approx(float(twfe(world_panel, "lp", "firm_id", "year", "cohort").coef()["ATT"]), abs=1e-9)
     row = res.tidy()

@@ -10,6 +10,8 @@ re-runs exactly the steps that read a changed section (the panel reads ``seed``,
 ``world``; the productivity notebook reads ``tfp``...). The ``world`` section is resolved against
 :data:`analysis.simulate.DEFAULTS`, so a misspelt world parameter fails here, first. Prints the
 sections that changed; exits with status 2 and a message naming the key on a bad parameter set.
+Where the many-draw loops run (``tfp.engine``, ``robustness.ri.engine``) is checked here but left
+out of the stamps: the draws are the same on every engine, so moving them to a cluster re-runs nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ import sys
 from pathlib import Path
 
 from analysis.config import ParameterError, load_params
+from analysis.engine import check_engine
 from analysis.io import write_text
 from analysis.simulate import world_params
+
+#: (section, path inside it) of the engine keys: checked, not stamped (the results do not depend on them)
+ENGINE_KEYS = (("tfp", ("engine",)), ("robustness", ("ri", "engine")))
 
 __all__ = ["write_stamps", "main"]
 
@@ -44,6 +50,12 @@ def write_stamps(config: str, folder: str | Path, *, config_dir: Path | None = N
     """
     params = load_params(config, config_dir=config_dir)
     params["world"] = world_params(params)
+    for section, path in ENGINE_KEYS:
+        holder = params.get(section) or {}
+        for k in path[:-1]:
+            holder = holder.get(k) or {}
+        if path[-1] in holder:
+            check_engine(holder.pop(path[-1]), ".".join((section, *path)))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -49,12 +49,11 @@ import contextlib
 import copy
 import datetime as _dt
 import json
-import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis.config import CONFIG_DIR, ROOT, ParameterError
+from analysis.engine import ENGINE_KEYS, WORKER_ENV, map_draws, open_client  # noqa: F401 - the engine, re-exported here
 from analysis.inference import blas_threads
 from analysis.io import progress_options, write_parquet, write_text
 
@@ -111,9 +111,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
 KINDS = ("simple", "event", "pretrend", "replication")
 SPEC_KEYS = {"seed", "replications", "tiny", "store", "outcomes", "did", "world", "tfp", "engine", "designs"}
 DESIGN_KEYS = {"label", "role", "outcomes", "world", "never_treated_keep", "estimators", "max_replications"}
-ENGINE_KEYS = {"cluster", "n_workers", "threads_per_worker", "memory_limit", "dashboard_address", "jobqueue", "jobs"}
-#: environment of every worker process: one thread for BLAS, OpenMP, numba and Rust (pyfixest)
-WORKER_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,88 +548,6 @@ def _failed_task_frame(design: str, replication: int, spec: Mapping[str, Any], e
                     "seed": f"SeedSequence({spec['seed']}).spawn(R)[{replication}]"}])
 
 
-# ---------------------------------------------------------------------------------------------
-# the engine
-# ---------------------------------------------------------------------------------------------
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def open_client(engine: Mapping[str, Any] | str | None = None, *, n_workers: int | None = None, quiet: bool = False) -> Iterator[Any]:
-    """A ``dask.distributed.Client`` on the cluster ``engine`` describes; closed (with its cluster) on exit.
-
-    Parameters
-    ----------
-    engine : mapping or str, optional
-        ``"local"`` (default), ``"slurm"``, ``"pbs"``, a scheduler address (``"tcp://host:8786"``), or
-        a mapping with ``cluster`` (one of those) and its options: ``n_workers`` (local workers; default
-        the machine's cores), ``threads_per_worker`` (1: replications are single-threaded),
-        ``memory_limit``, ``dashboard_address``, ``jobqueue`` (keyword arguments of
-        ``dask_jobqueue.SLURMCluster`` / ``PBSCluster``: ``cores``, ``memory``, ``walltime``,
-        ``queue``, ``account``, ``job_script_prologue`` ...) and ``jobs`` (batch jobs to start).
-    n_workers : int, optional
-        Overrides ``engine["n_workers"]`` (local) or ``engine["jobs"]`` (SLURM, PBS).
-    quiet : bool, default False
-        Do not print the cluster and dashboard lines.
-
-    Notes
-    -----
-    Every worker process gets :data:`WORKER_ENV` (one thread for BLAS, OpenMP, numba and Rust),
-    so workers do not fight over the cores; replications also cap BLAS themselves.
-    """
-    from distributed import Client
-
-    eng = {"cluster": engine} if isinstance(engine, str) or engine is None else dict(engine)
-    kind = eng.get("cluster") or "local"
-    cluster = None
-    if kind == "local":
-        from distributed import LocalCluster
-
-        n = int(n_workers or eng.get("n_workers") or _cores())
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=int(eng.get("threads_per_worker") or 1), processes=True,
-            memory_limit=eng.get("memory_limit", "auto"), dashboard_address=eng.get("dashboard_address", ":0"),
-            env=dict(WORKER_ENV), silence_logs=40,
-        )
-    elif kind in ("slurm", "pbs"):
-        import dask_jobqueue
-
-        cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
-        kwargs = dict(eng.get("jobqueue") or {})
-        prologue = list(kwargs.pop("job_script_prologue", []) or [])
-        prologue += [f"export {k}={v}" for k, v in WORKER_ENV.items()]
-        cluster = cls(job_script_prologue=prologue, **kwargs)
-        cluster.scale(jobs=int(n_workers or eng.get("jobs") or 1))
-    elif "://" in str(kind):
-        pass
-    else:
-        raise ParameterError(f"engine.cluster must be 'local', 'slurm', 'pbs' or a scheduler address (tcp://host:port), not {kind!r}")
-    client = Client(cluster) if cluster is not None else Client(kind)
-    try:
-        if not quiet:
-            print(_describe(client, kind), file=sys.stderr)
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _describe(client: Any, kind: str) -> str:
-    try:
-        import bokeh  # noqa: F401
-
-        dash = f"dashboard: {client.dashboard_link}"
-    except ImportError:
-        dash = "dashboard: not available (it needs the bokeh package: pip install 'bokeh>=3.1')"
-    n = len(client.scheduler_info().get("workers", {}))
-    return f"Dask {kind} cluster, scheduler {client.scheduler.address}, {n} worker(s) now; {dash}"
-
-
 @dataclass
 class RunReport:
     """What :func:`run_validation` did."""
@@ -804,88 +719,6 @@ def _write_manifest(store: Path, spec: Mapping[str, Any], designs: Sequence[str]
     if status == "complete":
         old.setdefault("runs", []).append(entry)
     write_text(json.dumps(old, indent=1) + "\n", path)
-
-
-# ---------------------------------------------------------------------------------------------
-# mapping any function over seeds (randomization inference, bootstraps)
-# ---------------------------------------------------------------------------------------------
-def _run_batch(fn: Callable, seeds: Sequence[Any], args: tuple, kwargs: dict) -> list:
-    with blas_threads(1):
-        return [fn(s, *args, **kwargs) for s in seeds]
-
-
-def map_draws(
-    fn: Callable[..., Any],
-    seeds: Sequence[Any] | int,
-    *args: Any,
-    client: Any = None,
-    engine: Mapping[str, Any] | str | None = None,
-    n_workers: int | None = None,
-    batch_size: int | None = None,
-    progress: bool | None = None,
-    desc: str = "draws",
-    **kwargs: Any,
-) -> list:
-    """``[fn(seed, *args, **kwargs) for seed in seeds]``, on a Dask cluster when asked, in order.
-
-    The one function the study's many-draw loops (randomization inference, bootstraps) use to run
-    on the Monte Carlo engine. Each draw must depend only on its seed and the arguments, so the
-    result is the same locally and on any number of workers.
-
-    Parameters
-    ----------
-    fn : callable
-        Called as ``fn(seed, *args, **kwargs)``; must be importable by the workers (a module-level
-        function, not a lambda defined in a notebook, when running on a cluster).
-    seeds : sequence of object or int
-        The draws' seeds (ints or ``numpy.random.SeedSequence``), or an int ``n`` for
-        ``replication_seeds(0, n)``... pass your own seeds to keep your parameter set's ``seed``.
-    *args, **kwargs
-        Passed to every call. Large arguments (data frames, arrays) are sent to each worker once.
-    client : object, optional
-        An open ``distributed.Client``. Without ``client`` and ``engine`` the draws run here in a
-        plain loop (no Dask), which is fastest for cheap draws on one machine.
-    engine, n_workers : mapping or str, optional; int, optional
-        Start a cluster for this call (see :func:`open_client`), e.g. ``engine="local"`` or
-        ``"slurm"``.
-    batch_size : int, optional
-        Draws per task (default: about four tasks per worker, at most 1,000 draws a task), so that
-        millisecond draws are not dominated by the scheduler's per-task overhead.
-    progress, desc : bool, optional; str, default 'draws'
-        Progress bar over batches.
-
-    Examples
-    --------
-    >>> def draw(seed, scale):
-    ...     return float(np.random.default_rng(seed).normal() * scale)
-    >>> local = map_draws(draw, np.random.SeedSequence(1).spawn(4), 2.0, progress=False)
-    >>> len(local), local == map_draws(draw, np.random.SeedSequence(1).spawn(4), 2.0, progress=False)
-    (4, True)
-    """
-    if isinstance(seeds, (int, np.integer)):
-        seeds = replication_seeds(0, int(seeds))
-    seeds = list(seeds)
-    if client is None and engine is None:
-        return [fn(s, *args, **kwargs) for s in tqdm(seeds, desc=desc, **progress_options(progress))]
-    ctx = contextlib.nullcontext(client) if client is not None else open_client(engine, n_workers=n_workers)
-    with ctx as cl:
-        workers = max(1, len(cl.scheduler_info().get("workers", {})))
-        size = batch_size or max(1, min(1000, math.ceil(len(seeds) / (4 * workers))))
-        big = lambda v: isinstance(v, (pd.DataFrame, pd.Series, np.ndarray)) and getattr(v, "nbytes", 0) > 1e5
-        args_f = tuple(cl.scatter(a, broadcast=True) if big(a) else a for a in args)
-        kwargs_f = {k: (cl.scatter(v, broadcast=True) if big(v) else v) for k, v in kwargs.items()}
-        batches = [seeds[i:i + size] for i in range(0, len(seeds), size)]
-        futures = [cl.submit(_run_batch, fn, b, args_f, kwargs_f, pure=False, priority=-i) for i, b in enumerate(batches)]
-        from distributed import as_completed
-
-        bar = tqdm(total=len(seeds), desc=desc, **progress_options(progress))
-        for fut in as_completed(futures):
-            bar.update(len(batches[futures.index(fut)]))
-        bar.close()
-        out = []
-        for fut in futures:
-            out.extend(fut.result())
-        return out
 
 
 # ---------------------------------------------------------------------------------------------

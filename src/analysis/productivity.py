@@ -93,7 +93,10 @@ def estimate_tfp(
         ``by`` (estimate per group, e.g. industry), ``group_effects`` (industry x year effects in
         the proxy function and the law of motion, coefficients common), ``n_boot`` (firm bootstrap draws for the main
         method; 0 for none; other proxy methods get no standard errors, OLS, FE and Wooldridge
-        analytic ones), ``time_effects``, ``markov_controls``.
+        analytic ones), ``time_effects``, ``markov_controls``, ``engine`` (where the bootstrap draws
+        run: ``null``, the default, in a loop here; ``local``, ``slurm``, ``pbs``, a scheduler address
+        or a mapping as :func:`analysis.engine.open_client` takes it, on that Dask cluster; the
+        draws are the same either way).
     seed : int, default 0
         Seed of the bootstrap and of the ACF start search.
 
@@ -102,9 +105,19 @@ def estimate_tfp(
     (panel, fits)
         The panel with one TFP column per method; ``{method: ProductionResult or Exception}``
         (a method that fails is kept as its exception, to be shown, not hidden).
+
+    Examples
+    --------
+    The bootstrap of the main method on all local cores (config: ``tfp: {engine: local}``):
+
+    >>> from analysis.config import load_params
+    >>> tfp = {**load_params("small")["tfp"], "engine": "local"}
+    >>> panel_tfp, fits = estimate_tfp(panel, tfp, seed=1)  # doctest: +SKIP
     """
+    from analysis.engine import check_engine, draws_mapper
     from analysis.tfp import estimate_production
 
+    engine = check_engine(tfp.get("engine"), "tfp.engine")
     out = panel.copy(deep=False)  # new columns only; the panel's own columns are not copied
     if "certified" in tfp.get("markov_controls", []) and "certified" not in out:
         out["certified"] = _certified(out)
@@ -124,16 +137,18 @@ def estimate_tfp(
         if method in ("op", "lp", "acf", "wrdg") and tfp.get("markov_controls"):
             kwargs["markov_controls"] = list(tfp["markov_controls"])
         data = out[use].dropna(subset=[SPEC["output"], *SPEC["free"], *SPEC["state"], *([proxy] if proxy else [])])
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                fit = estimate_production(data, **kwargs)
-            fit.meta["warnings"] = "; ".join(sorted({str(w.message) for w in caught})) or "none"
-            fits[method] = fit
-            out[f"tfp_{method}"] = fit.tfp.reindex(out.index)
-        except Exception as exc:  # noqa: BLE001 - a failed method is reported in the notebook
-            fits[method] = exc
-            out[f"tfp_{method}"] = np.nan
+        # the bootstrap's cluster (tfp.engine) lives while this method runs; its failure to start is not the method's
+        with draws_mapper(engine if kwargs["se"] == "bootstrap" else None, key="tfp.engine") as mapper:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    fit = estimate_production(data, **kwargs, mapper=mapper)
+                fit.meta["warnings"] = "; ".join(sorted({str(w.message) for w in caught})) or "none"
+                fits[method] = fit
+                out[f"tfp_{method}"] = fit.tfp.reindex(out.index)
+            except Exception as exc:  # noqa: BLE001 - a failed method is reported in the notebook
+                fits[method] = exc
+                out[f"tfp_{method}"] = np.nan
         del data
         gc.collect()  # reference cycles left by a fit would hold its data-sized arrays until much later
     return out, fits

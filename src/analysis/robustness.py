@@ -126,7 +126,7 @@ __all__ = [
 DEFAULTS: dict[str, Any] = {
     "clusters": {"cell": "cell_id", "county": "county_code", "prefecture": "prefecture", "province": "province"},
     "wild_bootstrap": {"draws": 9999, "weights": ["rademacher", "webb"]},
-    "ri": {"draws": 999, "within": "province", "min_cell_firms": 8, "eligible_share": 0.25, "max_per_province": 8},
+    "ri": {"draws": 999, "within": "province", "min_cell_firms": 8, "eligible_share": 0.25, "max_per_province": 8, "engine": None},
     "late_months": [1, 10, 12],
     "anticipation": [1, 2],
     "placebo_shifts": [2, 3],
@@ -186,6 +186,9 @@ def settings(params: Mapping[str, Any]) -> dict[str, Any]:
     did = params["did"]
     s.update(alpha=float(did["alpha"]), cluster=did["cluster"], window=tuple(did["window"]), seed=int(params.get("seed", 0)),
              honest_mbar_main=list(did.get("honest_mbar", [])))
+    from analysis.engine import check_engine
+
+    check_engine(s["ri"]["engine"], "robustness.ri.engine")
     unknown = [k for k in s["spec_curve"]["clusters"] if k not in s["clusters"]]
     if unknown:
         from analysis.config import ParameterError
@@ -456,14 +459,30 @@ def assignment_design(panel: pd.DataFrame, s: Mapping[str, Any]):
 
 
 def randomization_tests(panel: pd.DataFrame, outcome: str, s: Mapping[str, Any], *, progress: bool | None = True, mapper=None) -> dict[str, Any]:
-    """Randomization inference for the Callaway-Sant'Anna and TWFE estimates (``{"cs": RIResult, "twfe": RIResult}``)."""
+    """Randomization inference for the Callaway-Sant'Anna and TWFE estimates (``{"cs": RIResult, "twfe": RIResult}``).
+
+    The draws run where ``ri.engine`` of the settings says (:func:`analysis.engine.draws_mapper`:
+    ``None`` here in a loop, ``"local"`` on all cores, ``"slurm"``, ``"pbs"``, a scheduler address),
+    one cluster for both statistics, unless ``mapper`` is given (the contract of
+    :func:`analysis.engine.map_draws`); the draws are the same on every engine.
+
+    Examples
+    --------
+    >>> from analysis.config import load_params
+    >>> params = load_params("small")
+    >>> params["robustness"]["ri"]["engine"] = "local"        # config: robustness: {ri: {engine: local}}
+    >>> ri = randomization_tests(panel, "tfp_acf", settings(params))  # doctest: +SKIP
+    """
     from analysis.did.randomization import randomization_inference
+    from analysis.engine import draws_mapper
 
     design = assignment_design(panel, s)
     d = panel.dropna(subset=[outcome])
-    return {stat: randomization_inference(d, outcome, design, statistic=stat, n_draws=int(s["ri"]["draws"]), seed=s["seed"] + 1 + k,
-                                          progress=progress, mapper=mapper)
-            for k, stat in enumerate(("cs", "twfe"))}
+    engine = s["ri"].get("engine") if mapper is None else None
+    with draws_mapper(engine, key="robustness.ri.engine") as engine_mapper:
+        return {stat: randomization_inference(d, outcome, design, statistic=stat, n_draws=int(s["ri"]["draws"]), seed=s["seed"] + 1 + k,
+                                              progress=progress, mapper=mapper or engine_mapper)
+                for k, stat in enumerate(("cs", "twfe"))}
 
 
 # ---------------------------------------------------------------------------------------------

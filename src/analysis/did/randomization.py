@@ -25,9 +25,13 @@ once:
 
 ``bench/robustness.py`` measures draws per second against re-running ``att_gt`` per draw.
 
-Mapping over an engine. :func:`randomization_inference` evaluates the statistic on chunks of draws
-through ``mapper(function, chunks)``, the builtin ``map`` by default. The statistics are picklable
-callables, so a distributed map (the Monte Carlo engine's) can be passed instead without change.
+Seeds and engines. The draws come in chunks of ``chunk_size``; chunk ``c`` draws its assignments
+and evaluates the statistic with its own seed, ``numpy.random.SeedSequence(seed).spawn(n_chunks)[c]``,
+so a chunk depends on nothing but its seed: the chunks can run in a loop here (the default) or
+through ``mapper``, a function with the contract of :func:`analysis.engine.map_draws` (e.g.
+``functools.partial(map_draws, client=client)`` on a Dask cluster; the robustness section's
+``ri.engine`` builds it), with the same draws. Each worker receives the precomputed statistic and
+the design once, never the panel.
 
 Examples
 --------
@@ -37,11 +41,13 @@ Examples
 >>> draws = design.draw(5, seed=1)
 >>> draws.shape, bool(((draws == 1).sum(axis=1) == 2).all())
 ((5, 8), True)
+>>> bool((design.draw(3, seed=1) == draws[:3]).all())  # the first draws of a larger number are the same
+True
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +62,11 @@ __all__ = [
     "randomization_inference",
     "ri_p_value",
 ]
+
+
+def _array_bytes(obj: Any) -> int:
+    """Bytes of the NumPy arrays among a dataclass's fields (what sending it to a worker moves)."""
+    return int(sum(v.nbytes for v in vars(obj).values() if isinstance(v, np.ndarray)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,6 +138,11 @@ class AssignmentDesign:
     def n_cells(self) -> int:
         """Number of eligible cells."""
         return self.cells.size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the design's arrays."""
+        return _array_bytes(self)
 
     def describe(self) -> str:
         """One sentence for a report."""
@@ -227,6 +243,11 @@ class CSStatistic:
     name = "cs"
     label = "Callaway-Sant'Anna (never-treated controls)"
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the precomputed arrays."""
+        return _array_bytes(self)
+
     @classmethod
     def prepare(cls, data: pd.DataFrame, outcome: str, *, unit: str, time: str, cell: str, pool: np.ndarray, cohorts: Sequence[int]) -> CSStatistic:
         """Precompute the label-free pieces (cell sums of outcome changes) of the statistic."""
@@ -308,6 +329,11 @@ class TWFEStatistic:
 
     name = "twfe"
     label = "TWFE (static)"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the precomputed arrays."""
+        return _array_bytes(self)
 
     @classmethod
     def prepare(cls, data: pd.DataFrame, outcome: str, *, unit: str, time: str, cell: str, pool: np.ndarray, cohorts: Sequence[int]) -> TWFEStatistic:
@@ -430,6 +456,11 @@ class RIResult:
                 f"over {self.n_draws} draws; {self.design}")
 
 
+def _chunk_statistics(seed: np.random.SeedSequence | int, design: AssignmentDesign, stat: Callable[[np.ndarray], np.ndarray], size: int) -> np.ndarray:
+    """The statistic on ``size`` assignments drawn with ``seed``: one chunk of draws (module-level, for workers)."""
+    return np.asarray(stat(design.cohort_of(design.draw(size, seed=seed))), dtype=float)
+
+
 def randomization_inference(
     data: pd.DataFrame,
     outcome: str,
@@ -442,8 +473,8 @@ def randomization_inference(
     n_draws: int = 999,
     seed: int = 0,
     progress: bool | None = True,
-    mapper: Callable[[Callable[[np.ndarray], np.ndarray], Iterable[np.ndarray]], Iterable[np.ndarray]] | None = None,
-    chunks: int = 40,
+    mapper: Callable[..., list] | None = None,
+    chunk_size: int = 100,
 ) -> RIResult:
     """Randomization inference for the effect of certification on ``outcome``.
 
@@ -463,17 +494,38 @@ def randomization_inference(
     n_draws : int
         Placebo assignments (999 or more for a p-value to three decimals).
     seed : int
-        Seed of the draws.
+        Seed of the draws: chunk ``c`` uses ``numpy.random.SeedSequence(seed).spawn(n_chunks)[c]``.
     progress : bool, optional
-        tqdm progress bar over chunks of draws.
+        tqdm progress bar over the draws.
     mapper : callable, optional
-        ``mapper(function, chunks)``, e.g. a distributed map; default the builtin ``map``.
-    chunks : int
-        Number of chunks the draws are evaluated in.
+        Runs the chunks: called as ``mapper(fn, seeds, *args, progress=..., desc=...)`` and returning
+        ``[fn(s, *args) for s in seeds]`` in order, the contract of
+        :func:`analysis.engine.map_draws` (``functools.partial(map_draws, client=client)`` runs
+        them on a Dask cluster). ``None`` (default): a plain loop here. The draws are the same.
+    chunk_size : int, default 100
+        Draws per chunk (each chunk is one seed and one vectorised evaluation). Part of the
+        draws' definition: the same ``seed`` and ``chunk_size`` give the same draws on any engine,
+        and the first draws of a larger ``n_draws`` are the draws of a smaller one.
 
     Returns
     -------
     RIResult
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> cells = pd.DataFrame({"cell_id": range(12), "province": np.repeat([0, 1], 6), "batch": [1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]})
+    >>> panel = pd.DataFrame({"firm_id": np.repeat(np.arange(48), 4), "year": np.tile(np.arange(2019, 2023), 48)})
+    >>> panel["cell_id"] = panel["firm_id"] % 12
+    >>> panel["y"] = rng.normal(size=len(panel)) + 0.5 * ((panel["cell_id"].isin([0, 1, 6])) & (panel["year"] >= 2021))
+    >>> design = AssignmentDesign.from_cells(cells["cell_id"], cells["province"], cells["batch"], cohorts={1: 2021})
+    >>> res = randomization_inference(panel, "y", design, n_draws=99, seed=1, progress=False)
+    >>> def loop(fn, seeds, *args, progress=None, desc=""):  # a mapper: here a plain one, e.g. map_draws on a cluster
+    ...     return [fn(s, *args) for s in seeds]
+    >>> same = randomization_inference(panel, "y", design, n_draws=99, seed=1, progress=False, mapper=loop)
+    >>> bool(np.array_equal(res.draws, same.draws)), res.draws.size, 0 < res.p_value <= 1
+    (True, 99, True)
     """
     from tqdm.auto import tqdm
 
@@ -483,19 +535,23 @@ def randomization_inference(
         raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
     if n_draws < 1:
         raise ValueError("n_draws must be positive")
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
     stat = STATISTICS[statistic].prepare(data, outcome, unit=unit, time=time, cell=cell, pool=design.cells, cohorts=design.cohorts[1:])
     actual = float(stat(design.cohort_of(design.actual)[None, :])[0])
-    assignments = design.draw(n_draws, seed=seed)
-    parts = np.array_split(np.arange(n_draws), max(1, min(chunks, n_draws)))
-    inputs = (design.cohort_of(assignments[idx]) for idx in parts)
-    run = map if mapper is None else mapper
-    out = []
-    bar = tqdm(total=n_draws, desc=f"randomization inference ({statistic}, {outcome})", unit="draw", **progress_options(progress))
-    for idx, res in zip(parts, run(stat, inputs)):
-        out.append(np.asarray(res, dtype=float))
-        bar.update(idx.size)
-    bar.close()
-    draws = np.concatenate(out)
+    size = min(chunk_size, n_draws)
+    seeds = np.random.SeedSequence(seed).spawn(-(-n_draws // size))
+    desc = f"randomization inference ({statistic}, {outcome})"
+    if mapper is None:
+        out = []
+        bar = tqdm(total=n_draws, desc=desc, unit="draw", **progress_options(progress))
+        for s in seeds:
+            out.append(_chunk_statistics(s, design, stat, size))
+            bar.update(min(size, n_draws - bar.n))
+        bar.close()
+    else:
+        out = mapper(_chunk_statistics, seeds, design, stat, size, progress=progress, desc=desc)
+    draws = np.concatenate([np.asarray(o, dtype=float) for o in out])[:n_draws]  # the last chunk's surplus dropped
     notes = []
     n_bad = int((~np.isfinite(draws)).sum())
     if n_bad:

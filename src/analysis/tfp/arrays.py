@@ -370,6 +370,13 @@ class PanelData:
         return self.y.size
 
     @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (lag cache included): what sending the panel to a worker moves."""
+        arrays = (self.y, self.free, self.state, self.unit, self.time, self.rows, self.proxy, self.share, self.markov,
+                  self.exit, self.group, *self._lags.values())
+        return int(sum(getattr(a, "nbytes", 0) for a in arrays if a is not None))
+
+    @property
     def inputs(self) -> np.ndarray:
         """Free then state inputs (n x p), the order of the coefficients everywhere."""
         return np.column_stack([self.free, self.state])

@@ -24,8 +24,8 @@ Examples
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -233,6 +233,7 @@ def estimate_production(
     search_rows: int = 200_000,
     oplp_objective: OPLPObjective = "nls",
     progress: bool | None = None,
+    mapper: Callable[..., list] | None = None,
 ) -> ProductionResult:
     """Estimate a production function and firm log TFP.
 
@@ -282,6 +283,10 @@ def estimate_production(
         available, else bootstrap.
     n_boot, seed : int, default 100 and 0
         Bootstrap draws and the seed of the firm resampling (and of the ACF search subsample).
+        Draw ``b`` resamples firms with ``numpy.random.SeedSequence(seed).spawn(n_boot)[b]`` (with
+        ``by=``, group ``j`` uses ``SeedSequence(seed).spawn(n_groups)[j].spawn(n_boot)[b]``), so
+        each draw depends on its own seed only: the same draws in any order, on any engine, and
+        the first draws of a larger ``n_boot`` are the draws of a smaller one.
     alpha : float, default 0.05
         1 - confidence level of the intervals.
     root_rule, admissible, starts, search_rows : RootRule; tuple of float; array-like or int, optional; int
@@ -295,6 +300,13 @@ def estimate_production(
         ``"gmm"`` (the moment ``E[(xi + eps) k_t] = 0``).
     progress : bool, optional
         Show the bootstrap progress bar (``None``: only on a terminal/notebook).
+    mapper : callable, optional
+        Runs the bootstrap draws: called as ``mapper(fn, seeds, *args, progress=..., desc=...)`` and
+        returning ``[fn(s, *args) for s in seeds]`` in order, the contract of
+        :func:`analysis.engine.map_draws`. ``None`` (default): a plain loop here.
+        ``functools.partial(map_draws, client=client)`` runs them on a Dask cluster, the panel's
+        arrays sent once to each worker; the draws are identical either way. The study's
+        ``tfp.engine`` parameter builds it (:func:`analysis.productivity.estimate_tfp`).
 
     Returns
     -------
@@ -315,6 +327,20 @@ def estimate_production(
     Traceback (most recent call last):
     ...
     ValueError: (firm_id, year) pairs are not unique: rows [0, 1] repeat a firm-year
+
+    The firm bootstrap, in a loop here or through a mapper (here a plain one with the contract of
+    :func:`analysis.engine.map_draws`; a Dask one gives the same draws):
+
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"firm_id": np.repeat(np.arange(100), 4), "year": np.tile(np.arange(2010, 2014), 100),
+    ...                    "l": rng.normal(size=400), "k": rng.normal(size=400)})
+    >>> df["y"] = 0.6 * df["l"] + 0.3 * df["k"] + rng.normal(scale=0.1, size=400)
+    >>> here = estimate_production(df, "y", "l", "k", method="ols", se="bootstrap", n_boot=5, seed=3, progress=False)
+    >>> def loop(fn, seeds, *args, progress=None, desc=""):
+    ...     return [fn(s, *args) for s in seeds]
+    >>> there = estimate_production(df, "y", "l", "k", method="ols", se="bootstrap", n_boot=5, seed=3, progress=False, mapper=loop)
+    >>> here.draws.equals(there.draws), here.draws.shape
+    (True, (5, 2))
     """
     free_l, state_l, markov_l = _as_list(free), _as_list(state), _as_list(markov_controls)
     opt, se = resolve_options(
@@ -340,6 +366,7 @@ def estimate_production(
             raise ValueError(f"by column {by!r} is missing in rows {data.index[data[by].isna()][:5].tolist()}")
         groups = list(data.groupby(by, sort=True))
     parts, failures = [], []
+    roots = [np.random.SeedSequence(seed)] if by is None else np.random.SeedSequence(seed).spawn(len(groups))
     for gi, (gval, gdata) in enumerate(groups):
         exit_col = None
         if exit_is_col:
@@ -351,8 +378,8 @@ def estimate_production(
                 gdata, output=output, free=free_l, state=state_l, proxy=proxy, share=share, markov=markov_l,
                 exit_col=exit_col, unit=unit, time=time, group=group_effects,
             )
-            part = _estimate_one(panel, opt, se=se, n_boot=n_boot, seed=(seed, gi), progress=progress,
-                                 label=f"{method} {by}={gval}" if by else method)
+            part = _estimate_one(panel, opt, se=se, n_boot=n_boot, seed=roots[gi], progress=progress,
+                                 label=f"{method} {by}={gval}" if by else method, mapper=mapper)
             part["n_dropped"] = n_dropped
             part["group"] = gval
             parts.append(part)
@@ -367,33 +394,47 @@ def estimate_production(
                      exclude_noise=exclude_noise, seed=seed)
 
 
-def _estimate_one(panel: PanelData, opt: Options, *, se: str, n_boot: int, seed, progress, label: str) -> dict:
+def _estimate_one(panel: PanelData, opt: Options, *, se: str, n_boot: int, seed: np.random.SeedSequence, progress, label: str,
+                  mapper: Callable[..., list] | None = None) -> dict:
     # one BLAS thread for the whole fit, first stage included: its products are tall and thin, and on a
     # busy machine OpenBLAS' threads wait for each other (1M firm-years: 7 s a first stage, 1 s with one)
     with blas_threads():
-        return _estimate_one_threads(panel, opt, se=se, n_boot=n_boot, seed=seed, progress=progress, label=label)
+        return _estimate_one_threads(panel, opt, se=se, n_boot=n_boot, seed=seed, progress=progress, label=label, mapper=mapper)
 
 
-def _estimate_one_threads(panel: PanelData, opt: Options, *, se: str, n_boot: int, seed, progress, label: str) -> dict:
+def _bootstrap_draw(seed: np.random.SeedSequence | int, panel: PanelData, opt: Options, start: np.ndarray) -> np.ndarray:
+    """One firm-bootstrap draw: firms resampled with the generator of ``seed``, the method refitted from ``start``.
+
+    Module-level (importable by Dask workers) and pure: the coefficients depend only on ``seed`` and
+    the arguments. A draw whose fit fails or is not finite is all NaN (counted as a failed draw).
+    """
+    fitter = FITTERS[opt.method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        draw = resample_units(panel, np.random.default_rng(seed))
+        try:
+            fit = fitter(draw, opt, start=start, boot=True)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError, FloatingPointError):
+            return np.full(start.size, np.nan)
+    coef = np.asarray(fit.coef, dtype=float)
+    return coef if np.all(np.isfinite(coef)) else np.full(start.size, np.nan)
+
+
+def _estimate_one_threads(panel: PanelData, opt: Options, *, se: str, n_boot: int, seed: np.random.SeedSequence, progress, label: str,
+                          mapper: Callable[..., list] | None = None) -> dict:
     fitter = FITTERS[opt.method]
     core = fitter(panel, opt)
     draws = None
     n_failed = 0
     if se == "bootstrap":
-        rng = np.random.default_rng(list(np.atleast_1d(seed)))
-        start = core.info.get("boot_start", core.coef)
-        rows = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in progress_bar(range(n_boot), desc=f"{label} bootstrap", progress=progress, leave=False):
-                draw = resample_units(panel, rng)
-                try:
-                    fit = fitter(draw, opt, start=np.asarray(start, dtype=float), boot=True)
-                    coef = fit.coef if np.all(np.isfinite(fit.coef)) else np.full(core.coef.size, np.nan)
-                except (ValueError, RuntimeError, np.linalg.LinAlgError, FloatingPointError):
-                    coef = np.full(core.coef.size, np.nan)
-                rows.append(coef)
-        draws = np.array(rows)
+        seeds = seed.spawn(n_boot)
+        start = np.asarray(core.info.get("boot_start", core.coef), dtype=float)
+        desc = f"{label} bootstrap"
+        if mapper is None:
+            rows = [_bootstrap_draw(s, panel, opt, start) for s in progress_bar(seeds, desc=desc, progress=progress, leave=False)]
+        else:  # the panel without its lag cache (a draw rebuilds its own): what each worker receives once
+            rows = mapper(_bootstrap_draw, seeds, replace(panel, _lags={}), opt, start, progress=progress, desc=desc)
+        draws = np.array(rows, dtype=float).reshape(n_boot, core.coef.size)
         n_failed = int(np.sum(~np.all(np.isfinite(draws), axis=1)))
     for note in core.info.get("notes", []):
         warnings.warn(MultipleRootsWarning(f"{label}: {note}") if "roots disagree" in note else note,
