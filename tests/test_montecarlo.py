@@ -395,9 +395,15 @@ def test_parallel_trends_verdict_labels_the_pretest_size_only_where_it_holds():
     assert bool(v.loc["a", "pre_holds"]) and not bool(v.loc["b", "pre_holds"]) and pd.isna(v.loc["a", "post_holds"])
     rows = pd.DataFrame({"design": ["a", "b", "c"], "replication": 0, "outcome": "y", "estimator": "e", "kind": "pretrend",
                          "p_value": [0.5, 0.01, 0.2], "df": 3.0, "status": "ok"}).reindex(columns=list(mc.RESULT_COLUMNS))
-    pre = mc.summarize(rows, parallel_trends=pt)["pretrend"].set_index("design")
+    summary = mc.summarize(rows, parallel_trends=pt)
+    pre = summary["pretrend"].set_index("design")
     assert pre["pre_trends"].to_dict() == {"a": "hold", "b": "fail", "c": "not measured"}
     assert pre["role"].to_dict() == {"a": "size", "b": "power", "c": "size (assumed)"}
+    note = mc.parallel_trends_note(summary, design="b", outcome="y")
+    assert "+0.0500 (0.0006) at e = -3" in note and "fail before certification" in note and "falls faster" in note
+    assert "power against this selection, not its size" in note
+    assert "hold before certification" in mc.parallel_trends_note(summary, design="a", outcome="y")
+    assert mc.parallel_trends_note(summary, design="c") == ""
 
 
 def test_population_coverage_and_the_inference_note_equal_hand_computations():
