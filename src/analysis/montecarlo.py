@@ -1324,7 +1324,8 @@ def summarize(results: pd.DataFrame, spec: Mapping[str, Any] | None = None, para
                    for d, m in zip(pre["design"], measured)]
     errors = r[r["status"] == "error"].drop_duplicates(["design", "replication", "outcome", "estimator"])
     errors = errors[["design", "replication", "outcome", "estimator", "error", "seed", "world_seed"]]
-    return {"simple": simple, "event": event, "bands": bands, "pretrend": pre, "parallel_trends": pts, "parallel_gaps": pt_all["gaps"], "errors": errors.reset_index(drop=True)}
+    return {"simple": simple, "event": event, "bands": bands, "pretrend": pre, "parallel_trends": pts, "parallel_gaps": pt_all["gaps"],
+            "errors": errors.reset_index(drop=True)}
 
 
 def coverage_table(summary: Mapping[str, pd.DataFrame], *, design: str | None = None, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -1466,7 +1467,8 @@ def imputation_note(summary: Mapping[str, pd.DataFrame], decomposition: pd.DataF
         "firms on both sides. The default world breaks imputation's assumption twice: (1) MIIT's rule certifies cells on "
         "their output in the last full year before the announcement (the largest, not the slowest-growing), and log TFP has "
         "a persistent shock (AR(1), rho = 0.7), so certified cells' TFP is not on the never-treated path in every year before "
-        "certification (measured: see the parallel-trends section); (2) firms exit when their TFP is low and enter with fresh draws, so untreated firm-years are a "
+        "certification (measured in the parallel-trends section); (2) firms exit when their TFP is low and enter with fresh "
+        "draws, so untreated firm-years are a "
         "selected sample that changes from year to year.",
     ]
     pre = summary["pretrend"]
