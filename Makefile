@@ -167,12 +167,13 @@ MC_ARGS := $(if $(R),-R $(R)) $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUST
 
 validation: $(ENV_STAMP) ## Monte Carlo validation: R=200 DESIGNS=a,b CLUSTER=local|slurm|pbs|address WORKERS=n (resumes), then its page
 	python -m analysis.montecarlo $(MC_ARGS)
+	python -m analysis.montecarlo --parallel-trends -R 100 $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
 	$(MAKE) reports/validation.html
 
 clean-validation: ## remove the stored Monte Carlo results (make clean keeps them)
 	rm -rf $(MC_STORE)
 
-$(BUILD_DIR)/validation.ipynb: notebooks/07_validation.ipynb config/validation.yaml $(wildcard $(MC_STORE)/run.json $(MC_STORE)/imputation_decomposition.parquet) $(NB_DEPS_07_validation) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+$(BUILD_DIR)/validation.ipynb: notebooks/07_validation.ipynb config/validation.yaml $(wildcard $(MC_STORE)/run.json $(MC_STORE)/imputation_decomposition.parquet $(MC_STORE)/parallel_trends.parquet) $(NB_DEPS_07_validation) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
 # ---------------------------------------------------------------------------------------------

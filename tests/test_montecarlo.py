@@ -13,13 +13,19 @@ What is checked, and against what:
 - the summary's bias, RMSE, coverage and their Monte Carlo standard errors equal hand computations
   on a frame of known numbers; the sup-t band's critical value equals the Sidak value for
   independent coefficients and 1.96 for perfectly correlated ones;
-- ``map_draws`` gives the same list locally and on a cluster.
+- ``map_draws`` gives the same list locally and on a cluster;
+- the true untreated trend gap (``untreated_trend_gap``) equals a hand computation on a five-firm
+  panel, and on a simulated world moves by exactly the scenario's extra trend of certified cells;
+  designs differing only in effects share one measurement; the pre-test's rejection rate is
+  labelled size only where the measured pre-treatment gap is zero; coverage of the population ATT
+  (mean truth over worlds) equals a hand computation.
 
 The slow tests (``make test-slow``) are the issue's acceptance at R = 500: the 95 % intervals of
 Callaway-Sant'Anna, Sun-Abraham and imputation cover the true ATT in [0.93, 0.97] of the clean
 default design's worlds (imputation does not: its bias there is the design's, the report explains),
 TWFE is biased under strongly heterogeneous effects, far more than they are, and imputation is
-unbiased in the world where its model of Y(0) holds (random certification, no exit).
+unbiased in the world where its model of Y(0) holds (random certification, no exit); and parallel
+trends fail before certification in the default world but hold with certification at random.
 """
 
 from __future__ import annotations
@@ -335,3 +341,157 @@ def test_imputation_is_unbiased_where_its_model_of_y0_holds():
     assert (ok["bias"].abs() < 3 * ok["bias_mcse"]).all(), ok[["event_time", "bias", "bias_mcse"]]
     last = ev[(ev["design"] == "clean") & (ev["estimator"] == "imputation")].sort_values("event_time").iloc[-1]
     assert last["bias"] > 4 * last["bias_mcse"]
+
+
+# ---------------------------------------------------------------------------------------------
+# parallel trends, measured on the untreated outcome; what coverage is measured against
+# ---------------------------------------------------------------------------------------------
+def _gap_frame() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Five firms, 2017-2021: two of cohort 2020 (firm 2 not observed in 2018), one of 2021, two never treated."""
+    years = [2017, 2018, 2019, 2020, 2021]
+    y0 = {1: [0.0, 0.1, 0.3, 0.5, 0.4], 2: [1.0, np.nan, 1.2, 1.2, 1.3], 3: [0.0, 0.0, 0.2, 0.5, 0.6],
+          4: [0.0, 0.1, 0.1, 0.2, 0.2], 5: [0.5, 0.5, 0.6, 0.6, 0.8]}
+    cohort = {1: 2020, 2: 2020, 3: 2021, 4: 0, 5: 0}
+    effect = {1: 0.05, 2: 0.05, 3: 0.1}
+    rows, pot = [], []
+    for f, vs in y0.items():
+        for t, v in zip(years, vs):
+            if np.isnan(v):
+                continue
+            e = effect.get(f, 0.0) if cohort[f] and t >= cohort[f] else 0.0
+            rows.append({"firm_id": f, "year": t, "cohort": cohort[f], "tfp_true": v + e})
+            if cohort[f]:
+                pot.append({"firm_id": f, "year": t, "tfp_0": v, "tfp_1": v + e})
+    return pd.DataFrame(rows), pd.DataFrame(pot)
+
+
+def test_untreated_trend_gap_equals_hand_computation():
+    """The 2x2 DiD of Y(0) (observed minus the true effect) against the base year g - 1, by cohort and pooled.
+
+    Hand computation on _gap_frame: cohort 2020 at e = -2 (2018 against 2019): treated firm 1 only
+    (firm 2 lacks 2018), -0.2, never-treated (0 - 0.1) / 2 = -0.05, gap -0.15; at e = 0: treated
+    (0.2 + 0) / 2, never-treated (0.1 + 0) / 2, gap 0.05 over 2 firms; cohort 2021 at e = -2 (2019
+    against 2020): -0.3 - (-0.1 + 0) / 2 = -0.25, at e = 0: 0.1 - (0 + 0.2) / 2 = 0. Pooled by the
+    cohorts' firms: e = -2 (-0.15 - 0.25) / 2 = -0.2, e = 0 (2 x 0.05 + 0) / 3.
+    """
+    panel, pot = _gap_frame()
+    gap = mc.untreated_trend_gap(panel, pot, window=(-2, 0)).set_index(["cohort", "event_time"])
+    expect = {(2020, -2.0): (-0.15, 1), (2020, -1.0): (0.0, 2), (2020, 0.0): (0.05, 2),
+              (2021, -2.0): (-0.25, 1), (2021, -1.0): (0.0, 1), (2021, 0.0): (0.0, 1),
+              (0, -2.0): (-0.2, 2), (0, -1.0): (0.0, 3), (0, 0.0): (0.1 / 3, 3)}
+    assert set(gap.index) == set(expect)
+    for k, (g, n) in expect.items():
+        assert gap.loc[k, "gap"] == pytest.approx(g, abs=1e-12), k
+        assert gap.loc[k, "n_treated"] == n and gap.loc[k, "n_control"] == 2
+    with pytest.raises(ValueError, match="tfp_1"):
+        mc.untreated_trend_gap(panel, pot.drop(columns="tfp_1"))
+
+
+def test_parallel_trends_verdict_labels_the_pretest_size_only_where_it_holds():
+    """summarize() calls a pre-test's rejection rate size only where the measured pre-treatment gap is zero.
+
+    Design ``a``: pre-treatment gaps 0.001 +/- 0.01 over 4 worlds (t = 0.2): holds, role size;
+    ``b``: gaps 0.05 +/- 0.001 (t = 100): fails, role power; ``c``: not measured, the
+    specification's role (default size) marked assumed.
+    """
+    pt = pd.DataFrame({"design": np.repeat(["a", "b"], 4), "replication": list(range(4)) * 2, "cohort": 0, "event_time": -3.0,
+                       "gap": [0.011, -0.009, 0.011, -0.009, 0.051, 0.049, 0.051, 0.049], "n_treated": 10, "n_control": 20})
+    v = mc.summarize_parallel_trends(pt)["designs"].set_index("design")
+    assert v.loc["a", "pre_t"] == pytest.approx(0.001 / (np.std([0.011, -0.009] * 2, ddof=1) / 2))
+    assert bool(v.loc["a", "pre_holds"]) and not bool(v.loc["b", "pre_holds"]) and pd.isna(v.loc["a", "post_holds"])
+    rows = pd.DataFrame({"design": ["a", "b", "c"], "replication": 0, "outcome": "y", "estimator": "e", "kind": "pretrend",
+                         "p_value": [0.5, 0.01, 0.2], "df": 3.0, "status": "ok"}).reindex(columns=list(mc.RESULT_COLUMNS))
+    summary = mc.summarize(rows, parallel_trends=pt)
+    pre = summary["pretrend"].set_index("design")
+    assert pre["pre_trends"].to_dict() == {"a": "hold", "b": "fail", "c": "not measured"}
+    assert pre["role"].to_dict() == {"a": "size", "b": "power", "c": "size (assumed)"}
+    note = mc.parallel_trends_note(summary, design="b", outcome="y")
+    assert "+0.0500 (0.0006) at e = -3" in note and "fail before certification" in note and "falls faster" in note
+    assert "power against this selection, not its size" in note
+    assert "hold before certification" in mc.parallel_trends_note(summary, design="a", outcome="y")
+    assert mc.parallel_trends_note(summary, design="c") == ""
+
+
+def test_population_coverage_and_the_inference_note_equal_hand_computations():
+    """Coverage against the mean truth over worlds (the population ATT) next to coverage of each world's truth.
+
+    Truths 0.1, 0.2, 0.1, 0.2 (mean 0.15), estimates 0.11, 0.19, 0.13, 0.24 with intervals of
+    +/- 0.045: all four contain their world's truth, three contain 0.15 (not [0.195, 0.285]).
+    """
+    est, truth = np.array([0.11, 0.19, 0.13, 0.24]), np.array([0.1, 0.2, 0.1, 0.2])
+    rows = pd.DataFrame({"design": "dynamic", "replication": range(4), "outcome": "tfp_true", "estimator": "cs_dr", "kind": "simple",
+                         "estimate": est, "std_error": 0.05, "conf_low": est - 0.045, "conf_high": est + 0.045, "truth": truth,
+                         "status": "ok", "runtime_s": 1.0}).reindex(columns=list(mc.RESULT_COLUMNS))
+    summary = mc.summarize(rows)
+    s = summary["simple"].iloc[0]
+    assert s["coverage"] == 1.0 and s["coverage_pop"] == 0.75
+    assert s["coverage_pop_mcse"] == pytest.approx(np.sqrt(0.75 * 0.25 / 4))
+    assert s["sd_estimate"] == pytest.approx(est.std(ddof=1)) and s["se_ratio_pop"] == pytest.approx(0.05 / est.std(ddof=1))
+    assert s["truth_sd"] == pytest.approx(truth.std(ddof=1))
+    note = mc.inference_target_note(summary)
+    assert "coverage 1.000" in note and "coverage of the population ATT 0.750" in note
+    assert "target the population ATT" in note  # s.e. / s.d. = 0.05 / sd(err) > 1.5
+    assert mc.inference_target_note(summary, design="clean") == ""
+
+
+def test_parallel_trends_run_shares_untreated_worlds_and_measures_a_known_pretrend(tmp_path):
+    """On tiny worlds: designs that differ only in effects get the same gaps (one simulation); the
+    base year's gap is 0; and the scenario's extra trend of ever-certified cells (0.05 a year on
+    TFP) moves the gap at event time e by exactly 0.05 (e + 1) times the share of the comparison
+    firms that are not ever certified (cells of the batch announced in 2025 are never treated
+    within the data but carry the trend too), against the same world without it."""
+    clean = {"outcomes": ["tfp_true"], "estimators": QUICK}
+    designs = {"clean": clean, "strong": clean | {"world": {"effects": {"tfp": {"base": 0.2, "slope": 0.1}}}},
+               "trend": clean | {"world": {"scenario": {"pretrend": 0.05}}}}
+    spec = mc.load_validation(tiny_spec_file(tmp_path, designs))
+    path = mc.run_parallel_trends(spec, replications=1, store=tmp_path, progress=False)
+    f = pd.read_parquet(path)
+    a, b = (f[f["design"] == d].drop(columns="design").reset_index(drop=True) for d in ("clean", "strong"))
+    pd.testing.assert_frame_equal(a, b)
+    assert (f.loc[f["event_time"] == -1, "gap"] == 0).all()
+    # the exact shift, cohort by cohort, from the world's own firms
+    from analysis.simulate import simulate_world
+
+    seed = mc.replication_seeds(int(spec["seed"]), 1)[0].spawn(3)[0]
+    world = simulate_world({"world": spec["designs"]["trend"]["world_params"]}, seed=int(seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    late = set(world.clusters.loc[world.clusters["cohort"] > 2025, "cell_id"])
+    p = world.panel
+    obs = p.pivot(index="firm_id", columns="year", values="cohort").notna()
+    first = p.groupby("firm_id")[["cohort", "cell_id"]].first()
+    pooled = {}
+    for g in sorted(set(first["cohort"]) - {0}):
+        for e in range(-4, 3):
+            t, base = g + e, g - 1
+            if t not in obs.columns or base not in obs.columns:
+                continue
+            both = obs[t] & obs[base]
+            n_t = int((both & (first["cohort"] == g)).sum())
+            ctrl = both & (first["cohort"] == 0)
+            s_late = float(first.loc[ctrl, "cell_id"].isin(late).mean())
+            if n_t:
+                pooled.setdefault(e, []).append((n_t, 0.05 * (e + 1) * (1 - s_late)))
+    shift = {e: np.average([x for _, x in v], weights=[n for n, _ in v]) for e, v in pooled.items()}
+    ga = f[(f["design"] == "clean") & (f["cohort"] == 0)].set_index("event_time")["gap"]
+    gt = f[(f["design"] == "trend") & (f["cohort"] == 0)].set_index("event_time")["gap"]
+    for e, x in shift.items():
+        assert gt[float(e)] - ga[float(e)] == pytest.approx(x, abs=1e-10), e
+    assert len(shift) == 7
+
+
+@pytest.mark.slow
+def test_parallel_trends_fail_before_certification_by_rule_and_hold_at_random(tmp_path):
+    """Known truth about the designs (R = 100 worlds each, the simulator only): in the default world
+    certified cells' untreated TFP departs from the never-treated path before certification (the
+    rule selects cells on output level and growth, i.e. also on TFP's persistent shocks), so its
+    pre-test rejection rate is power, not size; with certification at random and no turnover it
+    does not, at any event time; and the growth cut is a cause (switching it off shrinks the gap)."""
+    spec = mc.load_validation()
+    spec["designs"] = {**spec["designs"], **mc._rule_designs(spec)}
+    path = mc.run_parallel_trends(spec, replications=100, designs=["clean", "random_no_turnover", "clean~no_growth_cut"], store=tmp_path,
+                                  progress=False)
+    s = mc.summarize_parallel_trends(pd.read_parquet(path))
+    v = s["designs"].set_index("design")
+    assert not v.loc["clean", "pre_holds"] and v.loc["clean", "pre_t"] < -5
+    assert v.loc["random_no_turnover", "pre_holds"] and v.loc["random_no_turnover", "post_holds"]
+    g = s["gaps"].set_index(["design", "event_time"])["gap"]
+    assert g[("clean~no_growth_cut", -4.0)] > g[("clean", -4.0)] + 0.004
