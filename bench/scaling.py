@@ -62,7 +62,7 @@ SIZES: dict[str, dict[str, int]] = {
 
 TFP_METHODS = ["acf", "lp", "op", "wrdg", "ols", "fe"]
 DID = ["cs_dr", "cs_notyet", "sunab", "imputation", "stacked", "twfe"]
-STEPS = ["panel", *[f"tfp_{m}" for m in TFP_METHODS], "tfp_acf_boot", "tfp_by_industry",
+STEPS = ["panel", *[f"tfp_{m}" for m in TFP_METHODS], "tfp_acf_boot", "tfp_acf_boot_local", "tfp_by_industry",
          *[f"did_{e}" for e in DID], "peer_sunab_pyfixest", "honest", "heterogeneity", "ppml"]
 DID_OUTCOME = "log_labor_productivity"
 
@@ -112,13 +112,14 @@ def _tfp_section(size: str, method: str, n_boot: int) -> dict:
     return tfp
 
 
-def _step_tfp(size: str, method: str, boot: bool):
+def _step_tfp(size: str, method: str, boot: bool, engine: str | None = None):
     from analysis import productivity
 
     params = size_params(size)
     panel = _load(size)
     yield "loaded"
     tfp = _tfp_section(size, method, int(params["tfp"]["n_boot"]) if boot else 0)
+    tfp["engine"] = engine  # "local": the bootstrap draws on a Dask LocalCluster of the machine's cores
     out, fits = productivity.estimate_tfp(panel, tfp, seed=params["seed"], progress=False)
     fit = fits[method]
     if isinstance(fit, Exception):
@@ -217,6 +218,8 @@ def _step(name: str, size: str):
         return _step_panel(size)
     if name == "tfp_acf_boot":
         return _step_tfp(size, "acf", True)
+    if name == "tfp_acf_boot_local":  # the same draws through analysis.engine on every local core (tfp.engine: local)
+        return _step_tfp(size, "acf", True, engine="local")
     if name == "tfp_by_industry":
         return _step_by_industry(size)
     if name.startswith("tfp_"):
