@@ -47,7 +47,27 @@ __all__ = [
     "scalar_result",
     "singleton_note",
     "as_list",
+    "demean_by_group",
 ]
+
+
+def demean_by_group(a: np.ndarray, codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Subtract the (weighted) mean of each group from ``a`` (n or n x m), column by column: exact
+    within transformation for one set of effects (e.g. unit effects), one bincount per column.
+
+    Examples
+    --------
+    >>> demean_by_group(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 1]), 2)
+    array([-1.,  1.,  0.])
+    """
+    a2 = np.asarray(a, dtype=float).reshape(len(a), -1)
+    w = np.ones(len(a2)) if weights is None else np.asarray(weights, dtype=float)
+    tot = np.bincount(codes, weights=w, minlength=n_groups)
+    tot = np.where(tot > 0, tot, 1.0)
+    out = np.empty_like(a2)
+    for j in range(a2.shape[1]):
+        out[:, j] = a2[:, j] - (np.bincount(codes, weights=w * a2[:, j], minlength=n_groups) / tot)[codes]
+    return out.reshape(np.shape(a))
 
 
 def as_list(value: str | Sequence[str] | None) -> list[str]:

@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.did._common import demean_by_group
+
 __all__ = ["TWFEWeights", "twfe_weights"]
 
 
@@ -163,15 +165,6 @@ def _sigma_opposite_sign(beta: float, w: np.ndarray, pi: np.ndarray) -> float:
     return float(abs(beta) / np.sqrt(T[k] + S[k] ** 2 / (1 - P[k])))
 
 
-def _within(a: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    cnt = np.bincount(unit, minlength=n_units).astype(float)
-    if a.ndim == 1:
-        return a - (np.bincount(unit, weights=a, minlength=n_units) / cnt)[unit]
-    out = np.empty(a.shape)
-    for j in range(a.shape[1]):
-        out[:, j] = a[:, j] - (np.bincount(unit, weights=a[:, j], minlength=n_units) / cnt)[unit]
-    return out
-
 
 def twfe_weights(
     data: pd.DataFrame,
@@ -235,10 +228,10 @@ def twfe_weights(
     L = np.zeros((t.size, periods.size - 1))
     rows = np.flatnonzero(pos > 0)
     L[rows, pos[rows] - 1] = 1.0
-    Lw = _within(L, u, nu)
-    Dw = _within(D, u, nu)
+    Lw = demean_by_group(L, u, nu)
+    Dw = demean_by_group(D, u, nu)
     eps = Dw - Lw @ np.linalg.lstsq(Lw, Dw, rcond=None)[0]
-    yw = _within(d[outcome].to_numpy(dtype=float), u, nu)
+    yw = demean_by_group(d[outcome].to_numpy(dtype=float), u, nu)
     ss = float(eps @ eps)
     if ss <= 1e-12 * max(1.0, float(D @ D)):
         raise ValueError("the treatment is collinear with the unit and period effects: no TWFE coefficient")

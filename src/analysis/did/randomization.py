@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.did._common import demean_by_group
+
 __all__ = [
     "AssignmentDesign",
     "CSStatistic",
@@ -307,15 +309,6 @@ class CSStatistic:
             return num / den
 
 
-def _within(a: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    cnt = np.bincount(unit, minlength=n_units).astype(float)
-    if a.ndim == 1:
-        return a - (np.bincount(unit, weights=a, minlength=n_units) / cnt)[unit]
-    out = np.empty(a.shape)
-    for j in range(a.shape[1]):
-        out[:, j] = a[:, j] - (np.bincount(unit, weights=a[:, j], minlength=n_units) / cnt)[unit]
-    return out
-
 
 @dataclass
 class TWFEStatistic:
@@ -347,9 +340,9 @@ class TWFEStatistic:
         L = np.zeros((t.size, periods.size - 1))
         r = np.flatnonzero(pos > 0)
         L[r, pos[r] - 1] = 1.0
-        Lw = _within(L, u, nu)
+        Lw = demean_by_group(L, u, nu)
         A = np.linalg.pinv(Lw.T @ Lw)
-        yw = _within(d[outcome].to_numpy(dtype=float), u, nu)
+        yw = demean_by_group(d[outcome].to_numpy(dtype=float), u, nu)
         ytil = yw - Lw @ (A @ (Lw.T @ yw))
         n_i = np.bincount(u, minlength=nu).astype(float)
         unit_cell = np.full(nu, -1)

@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.did._common import event_term, prepare_panel
+from analysis.did._common import demean_by_group, event_term, prepare_panel
 from analysis.domain import NEVER_TREATED
 from analysis.inference import (
     ClusterScores,
@@ -115,17 +115,6 @@ _TOL = 1e-8
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _demean(a: np.ndarray, codes: np.ndarray, n_groups: int, w: np.ndarray | None = None) -> np.ndarray:
-    """Subtract (weighted) group means from the columns of ``a`` (one pass: exact)."""
-    a2 = a.reshape(len(a), -1)
-    ww = np.ones(len(a2)) if w is None else w
-    tot = np.bincount(codes, weights=ww, minlength=n_groups)
-    out = np.empty_like(a2, dtype=float)
-    for j in range(a2.shape[1]):
-        m = np.bincount(codes, weights=ww * a2[:, j], minlength=n_groups) / np.where(tot > 0, tot, 1)
-        out[:, j] = a2[:, j] - m[codes]
-    return out.reshape(a.shape)
-
 
 def _nested(units: np.ndarray, clusters: np.ndarray, unit: str, cluster: str) -> None:
     per = pd.Series(clusters).groupby(units).nunique()
@@ -149,8 +138,8 @@ def _fit(y: np.ndarray, X: np.ndarray, unit_codes: np.ndarray | None, cluster: n
     """(W)LS of ``y`` on ``X`` with unit effects partialled out; its :class:`ClusterScores`."""
     if unit_codes is not None:
         n_u = int(unit_codes.max()) + 1
-        y = _demean(y, unit_codes, n_u, w)
-        X = _demean(X, unit_codes, n_u, w)
+        y = demean_by_group(y, unit_codes, n_u, w)
+        X = demean_by_group(X, unit_codes, n_u, w)
     ww = np.ones(len(y)) if w is None else w
     sw = np.sqrt(ww)
     beta = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]

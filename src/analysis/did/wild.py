@@ -62,6 +62,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.did._common import demean_by_group
+
 __all__ = [
     "LinearDesign",
     "WildBootstrapResult",
@@ -406,18 +408,6 @@ def _codes(s: pd.Series) -> np.ndarray:
     return pd.factorize(s, sort=True)[0]
 
 
-def _within(a: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    """Subtract unit means from the columns of ``a`` (n or n x m): one sort, one ``reduceat``."""
-    order = np.argsort(unit, kind="stable")
-    u = unit[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
-    cnt = np.diff(np.r_[starts, u.size]).astype(float)
-    a2 = a.reshape(a.shape[0], -1).astype(float, copy=False)
-    means = np.zeros((n_units, a2.shape[1]))
-    means[u[starts]] = np.add.reduceat(a2[order], starts, axis=0) / cnt[:, None]
-    out = a2 - means[unit]
-    return out.reshape(a.shape)
-
 
 def _base_rows(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: str, keep: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in (outcome, unit, time, cohort, *keep) if c not in data.columns]
@@ -458,8 +448,8 @@ def twfe_design(data: pd.DataFrame, outcome: str, unit: str, time: str, cohort: 
     u = _codes(d[unit])
     nu = int(u.max()) + 1
     L, periods = _period_dummies(t)
-    X = _within(np.column_stack([D, L]), u, nu)
-    y = _within(d[outcome].to_numpy(dtype=float), u, nu)
+    X = demean_by_group(np.column_stack([D, L]), u, nu)
+    y = demean_by_group(d[outcome].to_numpy(dtype=float), u, nu)
     return LinearDesign(y=y, X=X, frame=d, estimator="twfe", names=["ATT", *[f"{time}::{p}" for p in periods]], notes=notes)
 
 
@@ -512,8 +502,8 @@ def imputation_design(data: pd.DataFrame, outcome: str, unit: str, time: str, co
     if max(off_u, off_t) > 1e-8:
         raise RuntimeError(f"imputation weights are not orthogonal to the fixed effects (unit {off_u:.1e}, period {off_t:.1e})")
     z = c / float(c @ c)
-    X = np.column_stack([z, _within(L, u, nu)])
-    y = _within(d[outcome].to_numpy(dtype=float), u, nu)
+    X = np.column_stack([z, demean_by_group(L, u, nu)])
+    y = demean_by_group(d[outcome].to_numpy(dtype=float), u, nu)
     # what the BJS variance needs, in the rows of d: treated flag, step-1 residuals, tau, cohort x event time
     is_t = np.concatenate([np.zeros(r0.size, bool), np.ones(r1.size, bool)])[order]
     tau = y_all[r1] - (fit.unit_mean_y[u1] + (W1 - fit.unit_mean_w[u1]) @ fit.gamma)
