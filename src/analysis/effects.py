@@ -204,14 +204,19 @@ def _small_sample(name, data, outcome, out, *, unit, time, cohort, cluster, wind
         design = sm.cs_design(out["att_gt"], data, **cols)
         for key in ("simple", "event", "group", "calendar"):
             blocks[key] = [sm.cs_small_sample(out[key], out["att_gt"], data, design=design, **cols)]
-    elif name == "sunab":
-        blocks = {"simple": [sm.sunab_small_sample(*args, aggregate="att", cluster=cluster)], "event": [sm.sunab_small_sample(*args, cluster=cluster)]}
+    elif name == "sunab":  # one regression for both aggregations (so for imputation and stacked)
+        design = sm.sunab_design(*args, cluster=cluster)
+        blocks = {"simple": [sm.sunab_small_sample(*args, aggregate="att", cluster=cluster, design=design)],
+                  "event": [sm.sunab_small_sample(*args, cluster=cluster, design=design)]}
     elif name == "imputation":
-        blocks = {"simple": sm.imputation_small_sample(*args, aggregate="simple", cluster=cluster),
-                  "event": sm.imputation_small_sample(*args, horizons=list(range(hi + 1)), pretrends=-lo - 1, cluster=cluster)}
+        design = sm.imputation_design(*args, cluster=cluster)
+        blocks = {"simple": sm.imputation_small_sample(*args, aggregate="simple", cluster=cluster, design=design),
+                  "event": sm.imputation_small_sample(*args, horizons=list(range(hi + 1)), pretrends=-lo - 1, cluster=cluster, design=design)}
     elif name == "stacked":
         kw = {"kappa_pre": -lo, "kappa_post": 0, "cluster": cluster}
-        blocks = {"simple": [sm.stacked_small_sample(*args, aggregate="average", **kw)], "event": [sm.stacked_small_sample(*args, **kw)]}
+        design = sm.stacked_design(*args, **kw)
+        blocks = {"simple": [sm.stacked_small_sample(*args, aggregate="average", design=design, **kw)],
+                  "event": [sm.stacked_small_sample(*args, design=design, **kw)]}
     elif name == "twfe":
         blocks = {"simple": [sm.twfe_small_sample(*args, dynamic=False, cluster=cluster)],
                   "event": [sm.twfe_small_sample(*args, dynamic=True, cluster=cluster)]}
@@ -254,13 +259,13 @@ def _run_estimator(name, data, outcome, *, unit, time, cohort, cluster, window, 
         out["simple"] = imputation(data, outcome, unit, time, cohort, aggregate="simple", **common)
         out["event"] = imputation(data, outcome, unit, time, cohort, aggregate="event", horizons=list(range(hi + 1)), pretrends=-lo - 1, **common)
     elif name == "stacked":
-        from analysis.did.stacked import stacked
+        from analysis.did.stacked import post_average, stacked
 
         # WFH keep only sub-experiments with a complete event window; the last cohort is treated in
         # the last data year, so a window beyond event time 0 would drop every later cohort.
         kw = dict(kappa_pre=-lo, kappa_post=0, **common)
-        out["simple"] = stacked(data, outcome, unit, time, cohort, aggregate="simple", **kw)
-        out["event"] = stacked(data, outcome, unit, time, cohort, aggregate="event", **kw)
+        es = stacked(data, outcome, unit, time, cohort, aggregate="event", **kw)
+        out["simple"], out["event"] = post_average(es, alpha=alpha), es  # one regression, as aggregate="simple" runs it
     elif name == "twfe":
         from analysis.did.twfe import twfe
 

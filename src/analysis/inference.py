@@ -455,6 +455,7 @@ def ols_cluster_scores(
     *,
     weights: np.ndarray | None = None,
     estimate: np.ndarray | None = None,
+    xtwx: np.ndarray | None = None,
 ) -> ClusterScores:
     """:class:`ClusterScores` of a (weighted) least-squares fit.
 
@@ -472,6 +473,8 @@ def ols_cluster_scores(
         Regression weights (WLS); the working model is then ``Var(u_i) = sigma^2 / w_i``.
     estimate : numpy.ndarray, optional
         The ``p`` coefficients (for :attr:`ClusterScores.estimate`); zeros if omitted.
+    xtwx : numpy.ndarray, optional
+        ``X' W X`` when the caller has it already (the fit's normal equations); computed if omitted.
 
     Returns
     -------
@@ -493,18 +496,30 @@ def ols_cluster_scores(
     codes, G = cluster_codes(cluster, X.shape[0])
     if codes is None:
         codes = np.arange(X.shape[0])
+    unweighted = weights is None
+    p = X.shape[1]
+    wu = u if unweighted else w * u
     with blas_threads():
-        XtWX = X.T @ (X * w[:, None])
+        if xtwx is None:
+            XtWX = X.T @ X if unweighted else X.T @ (X * w[:, None])
+        else:
+            XtWX = np.asarray(xtwx, dtype=float)
         B = np.linalg.pinv(XtWX)
-        S = cluster_sums(X * (w * u)[:, None], codes) @ B
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(G + 1))
-        gram = np.empty((G, X.shape[1], X.shape[1]))
-        Xs, ws = X[order], w[order]
+        S, gram = np.empty((G, p)), np.empty((G, p, p))
+        if codes.size < 2 or bool(np.all(codes[1:] >= codes[:-1])):
+            # rows already sorted by cluster (as the small-sample designs build them): slices, no copy
+            bounds = np.searchsorted(codes, np.arange(G + 1))
+            Xs, ws, wus = X, w, wu
+        else:
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(G + 1))
+            Xs, ws, wus = X[order], w[order], wu[order]
         for c in range(G):
             lo, hi = bounds[c], bounds[c + 1]
             xc = Xs[lo:hi]
-            gram[c] = xc.T @ (xc * ws[lo:hi, None])
+            S[c] = wus[lo:hi] @ xc
+            gram[c] = xc.T @ xc if unweighted else xc.T @ (xc * ws[lo:hi, None])
+        S = S @ B
     return ClusterScores(scores=S, bread=B, gram=gram, estimate=np.zeros(X.shape[1]) if estimate is None else estimate)
 
 

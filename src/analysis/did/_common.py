@@ -51,23 +51,32 @@ __all__ = [
 ]
 
 
-def demean_by_group(a: np.ndarray, codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+def demean_by_group(a: np.ndarray, codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None, *,
+                    inplace: bool = False) -> np.ndarray:
     """Subtract the (weighted) mean of each group from ``a`` (n or n x m), column by column: exact
     within transformation for one set of effects (e.g. unit effects), one bincount per column.
+
+    With ``inplace`` (``a`` a float64 array) the columns of ``a`` itself are overwritten and ``a``
+    is returned: no second ``n x m`` array, and column access is contiguous when ``a`` is
+    Fortran-ordered (as the small-sample designs build it).
 
     Examples
     --------
     >>> demean_by_group(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 1]), 2)
     array([-1.,  1.,  0.])
     """
-    a2 = np.asarray(a, dtype=float).reshape(len(a), -1)
-    w = np.ones(len(a2)) if weights is None else np.asarray(weights, dtype=float)
-    tot = np.bincount(codes, weights=w, minlength=n_groups)
+    if inplace and not (isinstance(a, np.ndarray) and a.dtype == np.float64):
+        raise TypeError("demean_by_group(inplace=True) needs a float64 numpy array")
+    a2 = (a if inplace else np.asarray(a, dtype=float)).reshape(len(a), -1)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    tot = np.bincount(codes, weights=w, minlength=n_groups).astype(float)
     tot = np.where(tot > 0, tot, 1.0)
-    out = np.empty_like(a2)
+    out = a2 if inplace else np.empty_like(a2)
     for j in range(a2.shape[1]):
-        out[:, j] = a2[:, j] - (np.bincount(codes, weights=w * a2[:, j], minlength=n_groups) / tot)[codes]
-    return out.reshape(np.shape(a))
+        col = a2[:, j]
+        means = np.bincount(codes, weights=col if w is None else w * col, minlength=n_groups) / tot
+        out[:, j] = col - means[codes]
+    return a if inplace else out.reshape(np.shape(a))
 
 
 def as_list(value: str | Sequence[str] | None) -> list[str]:

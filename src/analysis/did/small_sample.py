@@ -84,6 +84,7 @@ from analysis.domain import NEVER_TREATED
 from analysis.inference import (
     ClusterScores,
     SmallSample,
+    cluster_codes,
     cluster_sums,
     ols_cluster_scores,
 )
@@ -94,8 +95,11 @@ __all__ = [
     "cs_design",
     "cs_small_sample",
     "twfe_small_sample",
+    "sunab_design",
     "sunab_small_sample",
+    "stacked_design",
     "stacked_small_sample",
+    "imputation_design",
     "imputation_small_sample",
     "apply_small_sample",
 ]
@@ -130,25 +134,71 @@ def _positive(v: np.ndarray) -> np.ndarray:
     return np.where(v > 0, v, 1.0)
 
 
-def _dummies(values: np.ndarray, levels: Sequence[Any]) -> np.ndarray:
-    return np.column_stack([(values == v).astype(float) for v in levels]) if len(levels) else np.zeros((len(values), 0))
+def _design(n: int, *parts: Any) -> np.ndarray:
+    """The ``n x p`` regressor matrix of a small-sample design, Fortran-ordered float64, built in one
+    allocation: each part is an ``n x k`` array or a ``(values, levels)`` pair meaning the indicator
+    columns ``values == level`` (written as ones at their rows, not compared column by column).
+
+    >>> _design(3, (np.array([2, 5, 2]), [2, 5]), np.ones((3, 1)))
+    array([[1., 0., 1.],
+           [0., 1., 1.],
+           [1., 0., 1.]])
+    """
+    widths = [len(p[1]) if isinstance(p, tuple) else np.shape(p)[1] for p in parts]
+    X = np.zeros((n, sum(widths)), order="F")
+    j = 0
+    for part, k in zip(parts, widths):
+        if isinstance(part, tuple):
+            values, levels = part
+            if k:
+                idx = pd.Index(np.asarray(levels)).get_indexer(np.asarray(values))
+                rows = np.flatnonzero(idx >= 0)
+                X[rows, j + idx[rows]] = 1.0
+        else:
+            X[:, j:j + k] = part
+        j += k
+    return X
 
 
-def _fit(y: np.ndarray, X: np.ndarray, unit_codes: np.ndarray | None, cluster: np.ndarray, w: np.ndarray | None = None) -> ClusterScores:
-    """(W)LS of ``y`` on ``X`` with unit effects partialled out; its :class:`ClusterScores`."""
+def _fit(y: np.ndarray, parts: Sequence[Any], unit_codes: np.ndarray | None, cluster: np.ndarray,
+         w: np.ndarray | None = None) -> ClusterScores:
+    """(W)LS of ``y`` on the regressors ``parts`` (as :func:`_design` takes them) with unit effects
+    partialled out; its :class:`ClusterScores`.
+
+    The rows are put in cluster order before the ``n x p`` matrix is built (the cluster codes are
+    those of the original order, so the scores' rows are the same clusters), so that each
+    cluster's block of the matrix is a slice, not a copy. The coefficients come from the normal
+    equations, ``X'WX`` being needed for the covariance anyway (one pass over the matrix instead
+    of a QR/SVD of it); a design whose ``X'WX`` is near singular (condition number above 1e9) is
+    solved by least squares instead.
+    """
+    codes, _ = cluster_codes(cluster, len(y))
+    perm = np.arange(len(y)) if codes is None else np.argsort(codes, kind="stable")
+    codes = perm if codes is None else codes[perm]
+    y = np.asarray(y, dtype=float)[perm]
+    X = _design(len(y), *[(np.asarray(part[0])[perm], part[1]) if isinstance(part, tuple) else np.asarray(part)[perm] for part in parts])
+    w = None if w is None else np.asarray(w, dtype=float)[perm]
     if unit_codes is not None:
+        unit_codes = np.asarray(unit_codes)[perm]
         n_u = int(unit_codes.max()) + 1
         y = demean_by_group(y, unit_codes, n_u, w)
-        X = demean_by_group(X, unit_codes, n_u, w)
-    ww = np.ones(len(y)) if w is None else w
-    sw = np.sqrt(ww)
-    beta = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
-    return ols_cluster_scores(X, y - X @ beta, cluster, weights=w, estimate=beta)
+        X = demean_by_group(X, unit_codes, n_u, w, inplace=True)
+    Xw = X if w is None else X * w[:, None]
+    XtWX, XtWy = X.T @ Xw, Xw.T @ y
+    del Xw
+    ev = np.linalg.eigvalsh(XtWX) if XtWX.size else np.ones(1)
+    if ev.min() > 1e-9 * max(ev.max(), 1e-300):
+        beta = np.linalg.solve(XtWX, XtWy)
+    else:
+        sw = np.ones(len(y)) if w is None else np.sqrt(w)
+        beta = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+    return ols_cluster_scores(X, y - X @ beta, codes, weights=w, estimate=beta, xtwx=XtWX)
 
 
-def _period_dummies(t: np.ndarray) -> np.ndarray:
+def _period_dummies(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, periods[1:])``: the period indicators but the first, as a :func:`_design` part."""
     periods = np.unique(t)
-    return _dummies(t, periods[1:])
+    return (t, periods[1:])
 
 
 def _selector(n_cols: int, cols: Sequence[int], weights: Sequence[Sequence[float]] | None = None) -> np.ndarray:
@@ -281,24 +331,24 @@ def twfe_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str
     f = panel.frame
     i, t, cl = f["_i"].to_numpy(), f["_t"].to_numpy(), f["_cl"].to_numpy()
     _nested(i, cl, unit, panel.cluster)
-    Tdum = _period_dummies(t)
     if not dynamic:
         g = f["_g"].to_numpy()
         D = ((g != NEVER_TREATED) & (t >= g)).astype(float)[:, None]
-        fit = _fit(f["_y"].to_numpy(), np.hstack([D, Tdum]), i, cl)
+        fit = _fit(f["_y"].to_numpy(), [D, _period_dummies(t)], i, cl)
         return SmallSample(fit, _selector(fit.n_params, [0]), terms=["ATT"])
     code, _, _ = event_codes(panel, reference=reference, bins=bins)
     levels = [int(v) for v in np.unique(code) if v != reference]
-    fit = _fit(f["_y"].to_numpy(), np.hstack([_dummies(code, levels), Tdum]), i, cl)
+    fit = _fit(f["_y"].to_numpy(), [(code, levels), _period_dummies(t)], i, cl)
     return SmallSample(fit, _selector(fit.n_params, range(len(levels))), terms=[event_term(e) for e in levels])
 
 
-def sunab_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str, *, aggregate: str = "event",
-                       cluster: str | None = None, control: str = "never", reference: int = -1) -> SmallSample:
-    """CR2 inference for :func:`analysis.did.sunab.sunab` (no covariates, no weights)."""
+def sunab_design(data: Any, outcome: str, unit: str, time: str, cohort: str, *, cluster: str | None = None,
+                 control: str = "never", reference: int = -1) -> tuple[ClusterScores, pd.DataFrame]:
+    """The regression of :func:`sunab_small_sample` (cohort x event-time and period dummies, unit
+    effects partialled out) and its cohort x event-time cells with their sizes; fitted once for all
+    aggregations (``design=`` of :func:`sunab_small_sample`)."""
     from analysis.did.sunab import _restrict_sample
 
-    aggregate = {"simple": "att", "group": "cohort"}.get(aggregate, aggregate)
     panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort, cluster=cluster)
     f, control_cohort = _restrict_sample(panel, control, [])
     g, e = f["_g"].to_numpy(), f["_e"].to_numpy()
@@ -308,7 +358,22 @@ def sunab_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: st
     levels = (cells["g"] * 1000 + cells["e"]).to_numpy()
     i, cl = f["_i"].to_numpy(), f["_cl"].to_numpy()
     _nested(i, cl, unit, panel.cluster)
-    fit = _fit(f["_y"].to_numpy(), np.hstack([_dummies(key, levels), _period_dummies(f["_t"].to_numpy())]), i, cl)
+    fit = _fit(f["_y"].to_numpy(), [(key, levels), _period_dummies(f["_t"].to_numpy())], i, cl)
+    return fit, cells
+
+
+def sunab_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str, *, aggregate: str = "event",
+                       cluster: str | None = None, control: str = "never", reference: int = -1,
+                       design: tuple[ClusterScores, pd.DataFrame] | None = None) -> SmallSample:
+    """CR2 inference for :func:`analysis.did.sunab.sunab` (no covariates, no weights).
+
+    ``design``: :func:`sunab_design`'s result for the same arguments, to share one fit between
+    aggregations (the overall ATT and the event study are combinations of the same coefficients).
+    """
+    aggregate = {"simple": "att", "group": "cohort"}.get(aggregate, aggregate)
+    if design is None:
+        design = sunab_design(data, outcome, unit, time, cohort, cluster=cluster, control=control, reference=reference)
+    fit, cells = design
     n, ge, ee = cells["n"].to_numpy(float), cells["g"].to_numpy(), cells["e"].to_numpy()
     k = len(cells)
     if aggregate == "att":
@@ -323,45 +388,45 @@ def sunab_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: st
     return SmallSample(fit, _selector(fit.n_params, range(k), [r / r.sum() for r in rows]), terms=[event_term(int(v)) for v in evs])
 
 
-def stacked_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str, *, kappa_pre: int = 3, kappa_post: int = 2,
-                         cluster: str | None = None, control: str = "notyet", aggregate: str = "event") -> SmallSample:
-    """CR2 inference for :func:`analysis.did.stacked.stacked` (WFH weights and effects, no covariates)."""
+def stacked_design(data: Any, outcome: str, unit: str, time: str, cohort: str, *, kappa_pre: int = 3, kappa_post: int = 2,
+                   cluster: str | None = None, control: str = "notyet") -> tuple[ClusterScores, list[int]]:
+    """The weighted regression of :func:`stacked_small_sample` on the stacked data and its event
+    times; fitted once for the average and the event study (``design=``)."""
     from analysis.did.stacked import stack_data
 
     panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort, cluster=cluster)
     st, _, _ = stack_data(panel.frame, kappa_pre=kappa_pre, kappa_post=kappa_post, control=control)
     ev, tr = st["_ev"].to_numpy(), st["_treat"].to_numpy()
     evs = [v for v in range(-kappa_pre, kappa_post + 1) if v != -1]
-    X = np.hstack([_dummies(ev, evs) * tr[:, None], tr[:, None].astype(float), _dummies(ev, sorted(set(ev.tolist()))[1:]), np.ones((len(st), 1))])
-    fit = _fit(st["_y"].to_numpy(), X, None, st["_cl"].to_numpy(), st["_Q"].to_numpy(dtype=float))
+    ev_treated = np.where(tr == 1, ev, np.iinfo(np.int64).min)    # treat x event-time indicators (_treat is 0/1)
+    parts = [(ev_treated, evs), tr[:, None].astype(float), (ev, sorted(set(ev.tolist()))[1:]), np.ones((len(st), 1))]
+    fit = _fit(st["_y"].to_numpy(), parts, None, st["_cl"].to_numpy(), st["_Q"].to_numpy(dtype=float))
+    return fit, evs
+
+
+def stacked_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str, *, kappa_pre: int = 3, kappa_post: int = 2,
+                         cluster: str | None = None, control: str = "notyet", aggregate: str = "event",
+                         design: tuple[ClusterScores, list[int]] | None = None) -> SmallSample:
+    """CR2 inference for :func:`analysis.did.stacked.stacked` (WFH weights and effects, no covariates).
+
+    ``design``: :func:`stacked_design`'s result for the same arguments (one fit for both aggregations).
+    """
+    if design is None:
+        design = stacked_design(data, outcome, unit, time, cohort, kappa_pre=kappa_pre, kappa_post=kappa_post, cluster=cluster,
+                                control=control)
+    fit, evs = design
     if aggregate in ("average", "simple"):
         post = np.array([v >= 0 for v in evs], float)
         return SmallSample(fit, _selector(fit.n_params, range(len(evs)), [post / post.sum()]), terms=["ATT_average"])
     return SmallSample(fit, _selector(fit.n_params, range(len(evs))), terms=[event_term(v) for v in evs])
 
 
-def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str, *, aggregate: str = "event",
-                            horizons: Sequence[int] | None = None, pretrends: int | str = 0,
-                            cluster: str | None = None) -> list[SmallSample]:
-    """CR2 inference for :func:`analysis.did.imputation.imputation` (no covariates, no anticipation).
+def imputation_design(data: Any, outcome: str, unit: str, time: str, cohort: str, *, cluster: str | None = None) -> dict[str, Any]:
+    """What every aggregation of :func:`imputation_small_sample` shares: the Y(0) fit on the untreated
+    observations, the treated observations' imputed effects and their cohort x event-time cells
+    (computed once for the overall ATT, the event study and the leads, ``design=``)."""
+    from analysis.did.imputation import fit_untreated
 
-    Returns one :class:`~analysis.inference.SmallSample` for the post-treatment rows and, with
-    ``pretrends``, one for the leads.
-
-    Post-treatment rows: the estimate at horizon ``h`` is the mean over treated observations
-    of ``tau = y - y0_hat`` with ``y0_hat`` from the unit and period effects fitted on the
-    untreated observations. Borusyak, Jaravel and Spiess's variance sums, by cluster, the
-    treated observations' ``tau - tau~`` (``tau~`` the mean of their cohort x event-time cell)
-    and the untreated observations' contributions through ``y0_hat``. The treated part is the
-    residual of a cell mean, whose cluster sums are shrunk by the cluster's share ``h`` of the
-    cell; it is divided by ``sqrt(1 - h)`` (CR2; BJS's leave-out variant divides by ``1 - h``)
-    and carries the Bell-McCaffrey degrees of freedom, the Y(0) part is added unadjusted.
-    Leads: BJS Test 1 (or all leads, ``pretrends="all"``) is OLS on untreated observations and
-    gets the regression CR2.
-    """
-    from analysis.did.imputation import _pretrends, fit_untreated
-
-    aggregate = "static" if aggregate == "simple" else aggregate
     panel = prepare_panel(data, outcome=outcome, unit=unit, time=time, cohort=cohort, cluster=cluster)
     f = panel.frame
     N, G = int(f["_i"].max()) + 1, int(f["_cl"].max()) + 1
@@ -379,13 +444,7 @@ def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohor
     e1 = (t[r1] - g[r1]).astype(np.int64)
     cell = pd.factorize(pd.MultiIndex.from_arrays([g[r1], e1]))[0]
     n_cell = int(cell.max()) + 1
-    Wdiff = W1 - fit0.unit_mean_w[u1]
-    if aggregate == "static":
-        labels, members = ["ATT"], [np.ones(r1.size, bool)]
-    else:
-        hs = np.unique(e1) if horizons is None else np.asarray(sorted({int(h) for h in horizons}))
-        labels, members = [event_term(int(h)) for h in hs], [e1 == h for h in hs]
-    # primitive parameters: the treated cells' mean tau (a diagonal design); Y(0) part as extra
+    # primitive parameters: the treated cells' mean tau (a diagonal design)
     cnt = np.bincount(cell, minlength=n_cell).astype(float)
     tau_cell = np.bincount(cell, weights=tau, minlength=n_cell) / cnt
     eps1 = tau - tau_cell[cell]
@@ -395,8 +454,44 @@ def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohor
     present = np.unique(cl[r1])
     S_full[present], gram_full[present] = S, gram
     scores = ClusterScores(scores=S_full, bread=1 / cnt, gram=gram_full, estimate=tau_cell)
+    return {"panel": panel, "N": N, "G": G, "g": g, "t": t, "u": u, "cl": cl, "y": y, "r0": r0, "X0": X0, "fit0": fit0,
+            "u1": u1, "e1": e1, "cell": cell, "n_cell": n_cell, "Wdiff": W1 - fit0.unit_mean_w[u1], "scores": scores}
+
+
+def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohort: str, *, aggregate: str = "event",
+                            horizons: Sequence[int] | None = None, pretrends: int | str = 0,
+                            cluster: str | None = None, design: dict[str, Any] | None = None) -> list[SmallSample]:
+    """CR2 inference for :func:`analysis.did.imputation.imputation` (no covariates, no anticipation).
+
+    Returns one :class:`~analysis.inference.SmallSample` for the post-treatment rows and, with
+    ``pretrends``, one for the leads. ``design``: :func:`imputation_design`'s result for the same
+    arguments (one Y(0) fit for every aggregation).
+
+    Post-treatment rows: the estimate at horizon ``h`` is the mean over treated observations
+    of ``tau = y - y0_hat`` with ``y0_hat`` from the unit and period effects fitted on the
+    untreated observations. Borusyak, Jaravel and Spiess's variance sums, by cluster, the
+    treated observations' ``tau - tau~`` (``tau~`` the mean of their cohort x event-time cell)
+    and the untreated observations' contributions through ``y0_hat``. The treated part is the
+    residual of a cell mean, whose cluster sums are shrunk by the cluster's share ``h`` of the
+    cell; it is divided by ``sqrt(1 - h)`` (CR2; BJS's leave-out variant divides by ``1 - h``)
+    and carries the Bell-McCaffrey degrees of freedom, the Y(0) part is added unadjusted.
+    Leads: BJS Test 1 (or all leads, ``pretrends="all"``) is OLS on untreated observations and
+    gets the regression CR2.
+    """
+    from analysis.did.imputation import _pretrends
+
+    aggregate = "static" if aggregate == "simple" else aggregate
+    d = imputation_design(data, outcome, unit, time, cohort, cluster=cluster) if design is None else design
+    fit0, u1, e1, cell, n_cell, Wdiff = d["fit0"], d["u1"], d["e1"], d["cell"], d["n_cell"], d["Wdiff"]
+    N, G, r0 = d["N"], d["G"], d["r0"]
+    if aggregate == "static":
+        labels, members = ["ATT"], [np.ones(u1.size, bool)]
+    else:
+        hs = np.unique(e1) if horizons is None else np.asarray(sorted({int(h) for h in horizons}))
+        labels, members = [event_term(int(h)) for h in hs], [e1 == h for h in hs]
+    # the Y(0) fit's contribution to each reported row, added unadjusted
     Lrows, extra = [], np.zeros((G, len(labels)))
-    u0, cl0 = u[r0], cl[r0]
+    u0, cl0 = d["u"][r0], d["cl"][r0]
     for j, mem in enumerate(members):
         wts = mem / mem.sum()
         Lrows.append(np.bincount(cell, weights=wts, minlength=n_cell))
@@ -404,12 +499,11 @@ def imputation_small_sample(data: Any, outcome: str, unit: str, time: str, cohor
         a = fit0.M_inv @ (Wdiff.T @ wts)
         v0 = -W1_unit[u0] / fit0.n0_unit[u0] - fit0.Wd @ a
         extra[:, j] = np.bincount(cl0, weights=v0 * fit0.resid, minlength=G)
-    out = [SmallSample(scores, np.array(Lrows), extra=extra, terms=labels)]
+    out = [SmallSample(d["scores"], np.array(Lrows), extra=extra, terms=labels)]
     if pretrends not in (0, None) and aggregate == "event":
-        ev, _, _, _, _, _ = _pretrends(pretrends, y[r0], u0, t[r0], X0, (t[r0] - g[r0]), cl0, N, G, panel.has_never_treated, 0)
-        e0 = t[r0] - g[r0]
-        lead = _dummies(e0, ev)
-        fit = _fit(y[r0], np.hstack([lead, _period_dummies(t[r0])]), u0, cl0)
+        y0, t0, e0 = d["y"][r0], d["t"][r0], d["t"][r0] - d["g"][r0]
+        ev, _, _, _, _, _ = _pretrends(pretrends, y0, u0, t0, d["X0"], e0, cl0, N, G, d["panel"].has_never_treated, 0)
+        fit = _fit(y0, [(e0, ev), _period_dummies(t0)], u0, cl0)
         out.append(SmallSample(fit, _selector(fit.n_params, range(len(ev))), terms=[event_term(int(v)) for v in ev]))
     return out
 

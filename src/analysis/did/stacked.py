@@ -237,11 +237,32 @@ def stacked(
         n_stacked_rows=int(len(st)),
         notes=notes,
     )
-    df_t = float(fit._df_t)
-    if aggregate == "average":
-        post = np.array([e >= 0 for e in ev])
-        a = post / post.sum()
-        return scalar_result(float(a @ beta), float(np.sqrt(a @ V @ a)), term="ATT_average", outcome=outcome,
-                             estimator="stacked", n_obs=int(fit._N), alpha=alpha, df=df_t, meta=meta)
-    return event_time_result(ev, beta, V, outcome=outcome, estimator="stacked", n_obs=int(fit._N),
-                             alpha=alpha, df=df_t, meta=meta)
+    es = event_time_result(ev, beta, V, outcome=outcome, estimator="stacked", n_obs=int(fit._N),
+                           alpha=alpha, df=float(fit._df_t), meta=meta)
+    return post_average(es, alpha=alpha) if aggregate == "average" else es
+
+
+def post_average(es: EstimationResult, *, alpha: float = 0.05) -> EstimationResult:
+    """The average of a stacked event study's post-treatment coefficients (e = 0..kappa_post), the
+    one row of :func:`stacked` with ``aggregate="average"``, from the event study's estimates and
+    covariance (so one stacked regression serves both).
+
+    Examples
+    --------
+    >>> import moderndid
+    >>> mpdta = moderndid.load_mpdta().to_pandas()
+    >>> es = stacked(mpdta, "lemp", "countyreal", "year", "first.treat", kappa_pre=1, kappa_post=1)
+    >>> avg = post_average(es)
+    >>> bool(np.isclose(avg.tidy()["estimate"].iloc[0], es.tidy().query("event_time >= 0")["estimate"].mean()))
+    True
+    """
+    tab = es.table
+    ev = tab["event_time"].to_numpy(dtype=int)
+    post = (ev >= 0).astype(float)
+    a = post / post.sum()
+    beta = tab["estimate"].to_numpy(dtype=float)
+    V = np.asarray(es.vcov, dtype=float)
+    df = tab["df"].iloc[0] if "df" in tab and tab["df"].notna().any() else None
+    return scalar_result(float(a @ beta), float(np.sqrt(a @ V @ a)), term="ATT_average", outcome=str(tab["outcome"].iloc[0]),
+                         estimator="stacked", n_obs=int(tab["n_obs"].iloc[0]), alpha=alpha, df=None if df is None else float(df),
+                         meta=es.meta)
