@@ -147,7 +147,7 @@ def pretrend_power(delta: float, seeds: range, *, outcome: str = "log_value_adde
 def equality_study(world: NullWorld, *, replications: int, dimension: str = "region", outcome: str = "log_value_added",
                    seed: int = 0, cluster: str = "cell_id") -> pd.DataFrame:
     """The reports' test of equal effects across groups (``analysis.effects.heterogeneity``, main
-    estimator) on permuted worlds, where every group's effect is zero. One row per replication with
+    estimator, cs_dr) on permuted worlds, where every group's effect is zero. One row per replication with
     the p-values of Welch's test (the reports') and of the chi-squared test."""
     import warnings
 
@@ -159,7 +159,7 @@ def equality_study(world: NullWorld, *, replications: int, dimension: str = "reg
         panel = permute_cohorts(world, rng).dropna(subset=[outcome]).reset_index(drop=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tidy, tests = heterogeneity(panel, outcome, {dimension: panel[dimension]}, cluster=cluster)
+            tidy, tests = heterogeneity(panel, outcome, {dimension: panel[dimension]}, estimator="cs_dr", cluster=cluster)
         chi2 = equality_test(tidy["estimate"], tidy["std_error"])
         rows.append({"rep": rep, "groups": len(tidy), "p_value": float(tests["p_value"].iloc[0]), "p_chi2": chi2.p_value,
                      "method": tests["method"].iloc[0]})
