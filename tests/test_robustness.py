@@ -131,6 +131,44 @@ def test_entropy_balance_matches_means_exactly():
     np.testing.assert_allclose(R.entropy_balance(X, X.mean(axis=0)), np.full(800, 1 / 800), atol=1e-10)
 
 
+def _kernel_loop(pt, pc, h):
+    """The definition, one treated unit at a time (psmatch2's kernel option, Epanechnikov): the reference."""
+    w, ok = np.zeros(pc.size), np.zeros(pt.size, bool)
+    for i, p in enumerate(pt):
+        inside = np.abs(pc - p) < h
+        k = 0.75 * (1 - ((pc[inside] - p) / h) ** 2)
+        if inside.any() and k.sum() > 0:
+            w[inside] += k / k.sum()
+            ok[i] = True
+    return w, ok
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kernel_weights_equal_the_loop_over_treated_units(seed):
+    """Kernel matching weights by prefix sums equal the definition (a loop over treated units) to 1e-9,
+    on skewed scores like a propensity score with treated units beyond the controls' support."""
+    rng = np.random.default_rng(seed)
+    pc = rng.beta(1, 12, 3000)
+    pt = np.concatenate([rng.beta(2, 10, 300), [0.9, 0.95]])  # the last two have no control within 0.06
+    w, ok = R.kernel_match_weights(pt, pc, 0.06)
+    w_ref, ok_ref = _kernel_loop(pt, pc, 0.06)
+    assert (ok == ok_ref).all() and not ok[-2:].any()
+    np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=1e-9)
+    assert w.sum() == pytest.approx(ok.sum())  # every matched treated unit hands out weight one
+
+
+def test_thinning_notes_name_what_a_parameter_set_leaves_out():
+    """The default parameter set thins nothing; config/asif.yaml's thinned specification curve (no alternative
+    announcement-month cut-offs) is named with the setting that restores it, as are fewer wild bootstrap draws."""
+    from analysis.config import deep_merge, load_params
+
+    assert R.thinning_notes(R.settings(load_params("default"))) == []
+    notes = R.thinning_notes(R.settings(load_params("asif")))
+    assert any("announcement-month cut-offs 1, 12" in n and "robustness.spec_curve.late_months" in n for n in notes), notes
+    fewer = deep_merge(load_params("default"), {"robustness": {"wild_bootstrap": {"draws": 999}}})
+    assert R.thinning_notes(R.settings(fewer)) == ["wild bootstrap thinned to 999 draws (default 9999)"]
+
+
 def test_matching_balances_and_estimates(panel):
     """On the small world: entropy balancing removes the standardised bias of every baseline covariate (to 1e-6 %),
     nearest-neighbour matching shrinks the largest one, and every matched estimate has a finite standard error."""
