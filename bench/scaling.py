@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import current_rss_gb, machine, package_versions, peak_rss_gb
+from _common import MemoryWatch, current_rss_gb, machine, package_versions, peak_rss_gb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -336,13 +336,19 @@ def scratch_root(sizes: list[str]) -> Path:
     return root
 
 
-def run_reports(size: str, root: Path) -> list[dict]:
-    """``make all`` of one size in the scratch project; one row per step from the recorded stats."""
+def run_reports(size: str, root: Path, jobs: int = 1) -> list[dict]:
+    """``make all`` of one size in the scratch project, from nothing (the size's built data and
+    reports removed first), ``jobs`` notebooks at a time; one row per step from the recorded stats
+    and a total row with the machine-wide memory peak (:class:`_common.MemoryWatch`: with
+    ``jobs > 1`` several kernels at once)."""
     config = f"scaling_{size}"
+    for d in (root / "data" / "interim" / config, root / "data" / "processed" / config, root / "build" / config, root / "reports" / config):
+        shutil.rmtree(d, ignore_errors=True)
     load = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
-    cmd = ["make", "-C", str(root), "all", f"CONFIG={config}", "JOBS=1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["make", "-C", str(root), f"-j{jobs}", "all", f"CONFIG={config}", f"JOBS={jobs}"]
+    with MemoryWatch() as watch:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     total = time.perf_counter() - t0
     n_rows = None
     panel = root / "data" / "processed" / config / "panel.parquet"
@@ -355,9 +361,10 @@ def run_reports(size: str, root: Path) -> list[dict]:
         st = json.loads(f.read_text())
         rows.append({"step": f"report {f.name.removesuffix('.stats.json')}", "size": size, "seconds": st["seconds"],
                      "peak_gb": st["peak_gb"], "load": load, "rows": n_rows, "status": st.get("status")})
-    rows.append({"step": "make all (total)", "size": size, "seconds": round(total, 1), "rows": n_rows,
-                 "load_after": [round(x, 2) for x in os.getloadavg()],
+    rows.append({"step": "make all (total)" if jobs == 1 else f"make -j{jobs} all (total)", "size": size, "seconds": round(total, 1),
+                 "rows": n_rows, "load_after": [round(x, 2) for x in os.getloadavg()], "jobs": jobs,
                  "peak_gb": max([r["peak_gb"] for r in rows], default=float("nan")), "load": load,
+                 "machine_peak_gb": round(watch.peak_gb, 2), "machine_added_gb": round(watch.added_gb, 2),
                  **({"error": proc.stderr.strip().splitlines()[-5:]} if proc.returncode else {})})
     return rows
 
@@ -368,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=",".join(STEPS))
     parser.add_argument("--reports", action="store_true", help="also run make all at each size (scratch project)")
     parser.add_argument("--no-functions", action="store_true", help="only the reports")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks at a time in the reports' make all (make -jN)")
     parser.add_argument("--profile", action="store_true", help="stack at each step's memory peak")
     parser.add_argument("--write", action="store_true", help="write bench/results/scaling.json and scaling.md")
     parser.add_argument("--child")
@@ -393,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reports:
         root = scratch_root(sizes)
         for s in sizes:
-            results += run_reports(s, root)
+            results += run_reports(s, root, args.jobs)
             print(json.dumps(results[-1]), flush=True)
     if args.write:  # merged with earlier runs: a (step, size) measured again replaces the old row
         RESULTS.mkdir(parents=True, exist_ok=True)
