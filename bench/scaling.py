@@ -359,7 +359,8 @@ def run_reports(size: str, root: Path, jobs: int = 1) -> list[dict]:
     rows = []
     for f in sorted((root / "build" / config).glob("*.stats.json")):
         st = json.loads(f.read_text())
-        rows.append({"step": f"report {f.name.removesuffix('.stats.json')}", "size": size, "seconds": st["seconds"],
+        tag = "" if jobs == 1 else f" (-j{jobs})"
+        rows.append({"step": f"report {f.name.removesuffix('.stats.json')}{tag}", "size": size, "seconds": st["seconds"],
                      "peak_gb": st["peak_gb"], "load": load, "rows": n_rows, "status": st.get("status")})
     rows.append({"step": "make all (total)" if jobs == 1 else f"make -j{jobs} all (total)", "size": size, "seconds": round(total, 1),
                  "rows": n_rows, "load_after": [round(x, 2) for x in os.getloadavg()], "jobs": jobs,
