@@ -34,11 +34,17 @@ THIN = {
 
 
 def _inputs(small_world, small_params, panel=None) -> FamilyInputs:
+    """The innovation family's inputs; by default the panel has only the columns the page loads
+    (R.panel_columns and the family's outcomes), so every test of the page also checks it needs no other."""
     params = copy.deepcopy(small_params)
     params["robustness"] = THIN
     world = {"truth": small_world.truth, "clusters": small_world.clusters}
-    return FamilyInputs(config="test", family="innovation", params=params, spec=load_family("innovation"),
-                        panel=add_outcomes(small_world.panel) if panel is None else panel, world=world)
+    spec = load_family("innovation")
+    if panel is None:
+        full = add_outcomes(small_world.panel)
+        wanted = [*R.panel_columns(params), *(o["column"] for o in [*spec["outcomes"], *spec["counts"]])]
+        panel = full[[c for c in dict.fromkeys(wanted) if c in full]]
+    return FamilyInputs(config="test", family="innovation", params=params, spec=spec, panel=panel, world=world)
 
 
 @pytest.fixture(scope="module")

@@ -774,12 +774,13 @@ class FamilyInputs:
         return self.world.get("potential")
 
 
-def family_inputs(config: str, family: str, *, every_column: bool = False) -> FamilyInputs:
+def family_inputs(config: str, family: str, *, every_column: bool = False, extra_columns: Sequence[str] = ()) -> FamilyInputs:
     """Load what the report of ``family`` needs: the parameter set, the family, the panel with TFP
     (restricted to the family's sample) and the world's truth tables (empty on real data).
 
-    Only the columns the effects report reads are loaded (memory at census scale), unless
-    ``every_column`` (the robustness report: geography, covariates for matching, batches).
+    Only the columns the effects report reads are loaded (memory at census scale), and
+    ``extra_columns`` (those of the panel; the robustness report's geography, matching covariates
+    and batches: :func:`analysis.robustness.family_inputs`), or every column with ``every_column``.
     """
     from analysis.config import load_params
     from analysis.panel import load_world_tables
@@ -790,8 +791,8 @@ def family_inputs(config: str, family: str, *, every_column: bool = False) -> Fa
     did = params["did"]
     # only what the report reads: keys, timing, cluster, the family's outcomes and counts, its sample, the splits
     columns = ["firm_id", "year", "cohort", did["cluster"], *[o["column"] for o in [*spec["outcomes"], *spec["counts"]]],
-               *([spec["sample"]] if spec["sample"] else []), *did["heterogeneity"]]
-    panel = load_tfp_panel(config, params, columns=None if every_column else columns)
+               *([spec["sample"]] if spec["sample"] else []), *did["heterogeneity"], *extra_columns]
+    panel = load_tfp_panel(config, params, columns=None if every_column else list(dict.fromkeys(columns)))
     if spec["sample"] and spec["sample"] in panel.columns:  # absent: require_family_inputs stops the report
         panel = panel[panel[spec["sample"]].astype(bool)].reset_index(drop=True)
     return FamilyInputs(config=config, family=family, params=params, spec=spec, panel=panel, world=load_world_tables(config))

@@ -88,7 +88,10 @@ __all__ = [
     "honest_sets",
     "honest_table",
     "main_estimates",
+    "family_inputs",
     "kernel_match_weights",
+    "panel_columns",
+    "PANEL_COLUMNS",
     "matching_estimates",
     "matching_table",
     "opening_note",
@@ -1483,6 +1486,38 @@ def require_family_inputs(inp: Any) -> None:
     if inp.spec["sample"]:
         require_inputs(inp.panel, [inp.spec["sample"]], config=inp.config, page=page, what=f"{what} among firms with `{inp.spec['sample']}`")
     require_inputs(inp.panel, list(DESIGN_COLUMNS), config=inp.config, page=page, what=f"{what} (the design: cells, batches, geography)")
+
+
+#: panel columns every robustness page reads besides the family's outcomes and the settings' columns
+PANEL_COLUMNS: list[str] = ["firm_id", "year", "cohort", "batch", "cluster_id", "cell_id", "county_code", "province",
+                            "industry_code", "output"]
+
+
+def panel_columns(params: Mapping[str, Any]) -> list[str]:
+    """The panel columns the robustness page reads: :data:`PANEL_COLUMNS` (keys, timing, batches,
+    geography, the output that makes a cell eligible for randomization inference), the matching
+    covariates (``psm.covariates``) and the clustering levels' columns (``prefecture`` is derived
+    from ``county_code``, :func:`add_geography`). Loading only these keeps a census-size page at
+    the size of the fits rather than of the whole panel.
+
+    >>> from analysis.config import load_params
+    >>> cols = panel_columns(load_params("default"))
+    >>> "log_capital" in cols and "prefecture" not in cols
+    True
+    """
+    s = settings(params)
+    derived = {"prefecture", "province_code"}
+    cols = [*PANEL_COLUMNS, *s["psm"]["covariates"], *s["clusters"].values(), s["cluster"]]
+    return [c for c in dict.fromkeys(cols) if c not in derived]
+
+
+def family_inputs(config: str, family: str) -> Any:
+    """:func:`analysis.effects.family_inputs` with the columns the robustness page reads
+    (:func:`panel_columns`) instead of only the effects report's."""
+    from analysis import effects
+    from analysis.config import load_params
+
+    return effects.family_inputs(config, family, extra_columns=panel_columns(load_params(config)))
 
 
 def family_announcements(inp: Any) -> tuple[pd.Series | None, str | None]:
