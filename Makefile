@@ -14,6 +14,7 @@ CONFIG ?= default
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
+# notebooks at a time in `make all`, test workers in `make test`
 JOBS ?= 2
 # the browser of the browser test (tests/test_pipeline.py); `make browser` installs Debian's when missing
 CHROMIUM ?= /usr/bin/chromium
@@ -56,7 +57,9 @@ HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 .PHONY: all env data example-data notebooks reports test test-slow browser bench lab clean clean-all help lock validation clean-validation FORCE
 .DEFAULT_GOAL := all
 
-all: reports ## create the environment if missing, build the data, run the notebooks, publish reports/
+# the notebooks run JOBS at a time (make's own -j is set here, so `make all` is enough; JOBS=1: one at a time)
+all: ## create the environment if missing, build the data, run the notebooks (JOBS at a time, default 2), publish reports/
+	@$(MAKE) --jobs=$(JOBS) reports
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
