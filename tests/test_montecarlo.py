@@ -307,7 +307,8 @@ def _coverage_at_500(design: str, estimators: tuple[str, ...]) -> None:
 @pytest.mark.slow
 def test_coverage_at_500_replications_on_the_clean_design():
     """CS (never-treated and not-yet-treated controls) and Sun-Abraham 95 % intervals cover the true
-    ATT in [0.93, 0.97] of 500 clean worlds (issue 13's acceptance; measured 0.954, 0.958, 0.944)."""
+    ATT in [0.93, 0.97] of 500 clean worlds (issue 13's acceptance; measured 0.958, 0.960, 0.948 with the
+    current seeding, 0.954, 0.958, 0.944 with the earlier one)."""
     _coverage_at_500("clean", ("cs_dr", "cs_notyet", "sunab"))
 
 
@@ -321,14 +322,24 @@ def test_imputation_coverage_at_500_where_its_assumptions_hold():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "the clean design's certification rules (the growth cut above all) make the untreated outcome of "
-    "certified cells rise before certification (gap -0.0135 at e = -4, MC s.e. 0.0009, R = 100), and "
-    "imputation's model of Y(0) uses every pre-period: coverage 0.926 at R = 500. A strict xfail: if "
-    "the design or the estimator changes so that it covers, this test says so"))
-def test_imputation_coverage_at_500_on_the_clean_design():
-    """Imputation's 95 % intervals on the clean design, against issue 13's band [0.93, 0.97]."""
-    _coverage_at_500("clean", ("imputation",))
+def test_imputation_on_the_clean_design_is_biased_upward_and_covers_least():
+    """Imputation on the clean design: the one estimator biased upward, beyond 4 MC s.e., and the
+    lowest coverage of the robust estimators (below CS's).
+
+    The clean design's certification rules (the growth cut above all) make the untreated outcome of
+    certified cells rise before certification (gap -0.0135 at e = -4, MC s.e. 0.0009, R = 100), and
+    imputation's model of Y(0) uses every pre-period. Measured at R = 500 with the current seeding:
+    bias +0.0032 (MC s.e. 0.0003), coverage 0.930, at the lower edge of issue 13's band [0.93, 0.97]
+    (CS: bias -0.0016, coverage 0.958). An earlier seeding gave 0.926, so this is a statement about
+    the bias, not about which side of 0.93 the coverage falls on.
+    """
+    spec = mc.load_validation()
+    mc.run_validation(spec, replications=500, designs=["clean"], progress=False)
+    s = mc.summarize(mc.load_results(spec["store"], designs=["clean"], replications=500), spec)["simple"].set_index("estimator")
+    assert s.loc["imputation", "bias"] > 4 * s.loc["imputation", "bias_mcse"]
+    assert s.loc["cs_dr", "bias"] < s.loc["imputation", "bias"] - 4 * s.loc["imputation", "bias_mcse"]
+    assert s.loc["imputation", "coverage"] < s.loc["cs_dr", "coverage"]
+    assert s.loc["imputation", "coverage"] == min(s.loc[e, "coverage"] for e in ("cs_dr", "cs_notyet", "sunab", "imputation", "stacked"))
 
 
 @pytest.mark.slow
