@@ -125,19 +125,20 @@ def fit_untreated(y0: np.ndarray, unit0: np.ndarray, t0: np.ndarray, X0: np.ndar
                   extra0: np.ndarray | None = None) -> tuple[ImputationFit, np.ndarray | None]:
     """OLS of ``y0`` on unit effects, period dummies, ``X0`` (and ``extra0``) by within-unit demeaning.
 
-    The regressor matrix is built once and demeaned column by column in place, so peak memory is
-    one (rows x regressors) float array. Returns the fit and, when ``extra0`` is given, the
-    coefficients on its columns (the pre-trend regression puts lead dummies there).
+    The regressor matrix is built once, Fortran-ordered, and demeaned column by column in place,
+    so peak memory is one (rows x regressors) float array and every column pass reads contiguous
+    memory (a row-ordered matrix made each pass stride over all columns: 3x slower at 5 M rows).
+    Returns the fit and, when ``extra0`` is given, the coefficients on its columns (the pre-trend
+    regression puts lead dummies there).
     """
-    periods = np.unique(t0)
+    periods = np.sort(pd.unique(t0))                   # hashing, not a sort of every row
     pos = np.searchsorted(periods, t0)
     k_d, k_x = len(periods) - 1, X0.shape[1]
     k_e = 0 if extra0 is None else extra0.shape[1]
     p = k_d + k_x + k_e
-    Wd = np.zeros((len(t0), p))
-    rows = np.nonzero(pos > 0)[0]
-    Wd[rows, pos[rows] - 1] = 1.0
-    del rows
+    Wd = np.empty((len(t0), p), order="F")
+    for j in range(k_d):                                # period dummies, one contiguous column each
+        np.equal(pos, j + 1, out=Wd[:, j])
     if k_x:
         Wd[:, k_d:k_d + k_x] = X0
     if k_e:
@@ -145,10 +146,11 @@ def fit_untreated(y0: np.ndarray, unit0: np.ndarray, t0: np.ndarray, X0: np.ndar
     n0 = np.bincount(unit0, minlength=n_units)
     with np.errstate(invalid="ignore", divide="ignore"):
         inv_n = np.where(n0 > 0, 1.0 / n0, np.nan)
-    mean_w = np.empty((n_units, p))
+    mean_w = np.empty((n_units, p), order="F")
     for j in range(p):
-        mean_w[:, j] = np.bincount(unit0, weights=Wd[:, j], minlength=n_units) * inv_n
-        Wd[:, j] -= mean_w[unit0, j]
+        col = Wd[:, j]
+        mean_w[:, j] = np.bincount(unit0, weights=col, minlength=n_units) * inv_n
+        col -= mean_w[:, j][unit0]
     mean_y = np.bincount(unit0, weights=y0, minlength=n_units) * inv_n
     yd = y0 - mean_y[unit0]
     M = Wd.T @ Wd
@@ -422,12 +424,17 @@ def _pretrends(k: int | str, y0: np.ndarray, u0: np.ndarray, t0: np.ndarray, X0:
         raise ValueError(f"pretrends must be a positive integer or 'all', got {k!r}")
     if not ev:
         raise ValueError("not enough pre-treatment periods for pre-trend coefficients")
-    L = np.column_stack([(e0 == v).astype(float) for v in ev])
+    L = np.empty((len(e0), len(ev)), order="F")       # lead dummies, filled column by column
+    for j, v in enumerate(ev):
+        np.equal(e0, v, out=L[:, j])
     fit, coef = fit_untreated(y0, u0, t0, X0, N, extra0=L)
     p = fit.Wd.shape[1]
     K = len(ev)
     rows_inv = fit.M_inv[p - K:, :]                    # lead coefficients' rows of M^{-1}
-    psi = np.column_stack([np.bincount(cl0, weights=(fit.Wd @ rows_inv[j]) * fit.resid, minlength=G) for j in range(K)])
+    lead_scores = fit.Wd @ rows_inv.T                   # n x K, one pass over Wd
+    lead_scores *= fit.resid[:, None]
+    psi = np.column_stack([np.bincount(cl0, weights=lead_scores[:, j], minlength=G) for j in range(K)])
+    del lead_scores
     n = len(y0)
     # CR1 as reghdfe / fixest: unit effects nested in clusters do not count in K
     factor = (G / (G - 1)) * ((n - 1) / max(n - p, 1)) if G > 1 else 1.0
