@@ -72,7 +72,7 @@ class LawOfMotion:
         Powers are of ``w`` standardised (the spanned space, hence ``xi``, is unchanged).
         """
         n = w.size
-        wz = w - w.mean()
+        wz = np.subtract(w, w.mean(), out=self._buffer("wz", n))
         sd = np.sqrt(float(wz @ wz) / n)
         if sd > 0:
             wz /= sd
@@ -84,7 +84,7 @@ class LawOfMotion:
             base = None
         n_ctrl = 0 if self.controls is None else 2 * self.controls.shape[1]
         k = (base.shape[1] if base is not None else self.degree) + n_ctrl
-        P = np.empty((n, k), order="F")
+        P = self._matrix("P", n, k)
         if base is not None:
             P[:, : base.shape[1]] = base
             j = base.shape[1]
@@ -123,7 +123,8 @@ class LawOfMotion:
             M = PtP - np.outer(s_p, s_p) / n
             rhs = Pto - s_p * s_o / n
             coef = _solve_small(M, rhs)
-            xi = omega - P @ coef
+            xi = np.dot(P, coef, out=self._buffer("xi", n))
+            np.subtract(omega, xi, out=xi)
             xi -= (s_o - s_p @ coef) / n
             tss = float(omega @ omega) - s_o * s_o / n
         else:
@@ -134,13 +135,26 @@ class LawOfMotion:
             rhs = Pto - DP.T @ (Do * inv)
             coef = _solve_small(M, rhs)
             cD = (Do - DP @ coef) * inv
-            xi = omega - P @ coef
+            xi = np.dot(P, coef, out=self._buffer("xi", omega.size))
+            np.subtract(omega, xi, out=xi)
             xi -= cD[g]
             tss = float(omega @ omega) - float(Do @ (Do * inv))
         if not r2:
             return xi, np.nan
         return xi, (1.0 - float(xi @ xi) / tss) if tss > 0 else 0.0
 
+
+    def _matrix(self, name: str, n: int, k: int) -> np.ndarray:
+        """A Fortran-ordered ``n x k`` work matrix, reused across calls like :meth:`_buffer`.
+
+        At census size a fresh regressor matrix each criterion evaluation was mostly page faults
+        (the allocation is above malloc's mmap threshold, so every call maps new memory)."""
+        if not self.reuse_buffers:
+            return np.empty((n, k), order="F")
+        b = self._buf.get(name)
+        if b is None or b.shape != (n, k):
+            b = self._buf[name] = np.empty((n, k), order="F")
+        return b
 
     def _buffer(self, name: str, n: int) -> np.ndarray:
         """A work array of length ``n``: reused across calls when ``reuse_buffers`` (then the
