@@ -16,6 +16,9 @@ over the sizes. Two kinds of rows:
   with the 999-draw multiplier bootstrap), HonestDiD, the heterogeneity splits and Poisson PML.
   The DiD steps use the outcome ``log_labor_productivity`` (every firm-year; the cost does not
   depend on which continuous outcome).
+- **reference** (``ref_*``): the machine's own primitives (an elementwise pass, a group mean by
+  ``bincount``, a stable sort) on arrays as long as each size's panel, so a step's exponent can
+  be read against what an algorithm linear in rows measures on this machine between these sizes.
 - **reports** (``--reports``): the whole ``make all`` of a parameter set at that size (5M:
   ``config/asif.yaml`` itself, with its 20 bootstrap draws for ACF), run in a scratch copy of the
   project (``bench/results/scaling/root``, so the repository's data, build and reports are not touched), with each report's time and its kernel's peak memory as
@@ -62,8 +65,10 @@ SIZES: dict[str, dict[str, int]] = {
 
 TFP_METHODS = ["acf", "lp", "op", "wrdg", "ols", "fe"]
 DID = ["cs_dr", "cs_notyet", "sunab", "imputation", "stacked", "twfe"]
+#: the machine's own linear primitives on arrays of each size's row count: what "linear" costs here
+REFERENCE = ["ref_pass", "ref_group_mean", "ref_sort"]
 STEPS = ["panel", *[f"tfp_{m}" for m in TFP_METHODS], "tfp_acf_boot", "tfp_acf_boot_local", "tfp_by_industry",
-         *[f"did_{e}" for e in DID], "peer_sunab_pyfixest", "honest", "heterogeneity", "ppml"]
+         *[f"did_{e}" for e in DID], "peer_sunab_pyfixest", "honest", "heterogeneity", "ppml", *REFERENCE]
 DID_OUTCOME = "log_labor_productivity"
 
 
@@ -213,7 +218,41 @@ def _step_ppml(size: str):
     yield {"rows": len(panel), "estimates": out["estimate"].round(4).tolist()}
 
 
+def _step_reference(size: str, kind: str):
+    """A primitive every step is made of, on arrays as long as the size's panel, 100 times (sort: 10).
+
+    ``ref_pass``: one elementwise pass with a freshly allocated result (``x * 2.0``), as numpy code
+    allocates. ``ref_group_mean``: the within transformation's primitive, group sums by
+    ``bincount`` into one group per 7 rows (about a firm) and the gather back. ``ref_sort``: a
+    stable argsort of those group codes. Their exponents are the machine's: algorithms linear in
+    rows cost more per row once their arrays leave the caches and need fresh pages.
+    """
+    import pyarrow.parquet as pq
+
+    n = pq.ParquetFile(_folder(size) / "panel.parquet").metadata.num_rows
+    rng = np.random.default_rng(0)
+    x = rng.random(n)
+    n_groups = max(n // 7, 1)
+    codes = rng.integers(0, n_groups, n)
+    yield "loaded"
+    if kind == "ref_pass":
+        for _ in range(100):
+            y = x * 2.0
+            del y
+    elif kind == "ref_group_mean":
+        for _ in range(100):
+            means = np.bincount(codes, weights=x, minlength=n_groups)
+            y = x - means[codes]
+            del y
+    else:
+        for _ in range(10):
+            np.argsort(codes, kind="stable")
+    yield {"rows": n}
+
+
 def _step(name: str, size: str):
+    if name in REFERENCE:
+        return _step_reference(size, name)
     if name == "panel":
         return _step_panel(size)
     if name == "tfp_acf_boot":
@@ -249,7 +288,7 @@ def child(name: str, size: str, profile: bool) -> dict:
         info = next(steps)
     seconds = time.perf_counter() - t0
     peak = peak_rss_gb()
-    return {"step": name, "size": size, "seconds": round(seconds, 2), "peak_gb": round(peak, 3),
+    return {"step": name, "size": size, "seconds": round(seconds, 3), "peak_gb": round(peak, 3),
             "before_gb": round(before, 3), "added_gb": round(peak - before, 3), **info}
 
 
@@ -298,7 +337,7 @@ def table(results: list[dict], sizes: list[str]) -> str:
                 cells.append("failed" if r else "")
                 cells.append("")
                 continue
-            cells += [f"{r['seconds']:.1f}", f"{r['peak_gb']:.2f}"]
+            cells += [f"{r['seconds']:.2f}" if r["seconds"] < 1 else f"{r['seconds']:.1f}", f"{r['peak_gb']:.2f}"]
             n = r.get("rows") or rows_of.get(s)
             if n:
                 xs.append(n)
