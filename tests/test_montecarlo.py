@@ -292,10 +292,15 @@ def test_report_without_a_stored_run_says_it_is_tiny(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # acceptance at R = 500 (make test-slow): computes what the store lacks, reuses what it has
 # ---------------------------------------------------------------------------------------------
-def _coverage_at_500(design: str, estimators: tuple[str, ...]) -> None:
+def _stored_summary(design: str, replications: int) -> pd.DataFrame:
+    """The overall-ATT summary of ``replications`` stored worlds of ``design`` (computing what the store lacks)."""
     spec = mc.load_validation()
-    mc.run_validation(spec, replications=500, designs=[design], progress=False)
-    s = mc.summarize(mc.load_results(spec["store"], designs=[design], replications=500), spec)["simple"]
+    mc.run_validation(spec, replications=replications, designs=[design], progress=False)
+    return mc.summarize(mc.load_results(spec["store"], designs=[design], replications=replications), spec)["simple"]
+
+
+def _coverage_at_500(design: str, estimators: tuple[str, ...]) -> None:
+    s = _stored_summary(design, 500)
     for est in estimators:
         rows = list(s[s["estimator"] == est].itertuples())
         assert rows, est
@@ -333,9 +338,7 @@ def test_imputation_on_the_clean_design_is_biased_upward_and_covers_least():
     (CS: bias -0.0016, coverage 0.958). An earlier seeding gave 0.926, so this is a statement about
     the bias, not about which side of 0.93 the coverage falls on.
     """
-    spec = mc.load_validation()
-    mc.run_validation(spec, replications=500, designs=["clean"], progress=False)
-    s = mc.summarize(mc.load_results(spec["store"], designs=["clean"], replications=500), spec)["simple"].set_index("estimator")
+    s = _stored_summary("clean", 500).set_index("estimator")
     assert s.loc["imputation", "bias"] > 4 * s.loc["imputation", "bias_mcse"]
     assert s.loc["cs_dr", "bias"] < s.loc["imputation", "bias"] - 4 * s.loc["imputation", "bias_mcse"]
     assert s.loc["imputation", "coverage"] < s.loc["cs_dr", "coverage"]
@@ -352,9 +355,7 @@ def test_twfe_is_biased_under_heterogeneous_effects_and_the_robust_estimators_mu
     steeply with time since certification; and imputation's model of Y(0) misses the default
     world's selection (see the imputation test below and the report).
     """
-    spec = mc.load_validation()
-    mc.run_validation(spec, replications=100, designs=["dynamic"], progress=False)
-    s = mc.summarize(mc.load_results(spec["store"], designs=["dynamic"], replications=100), spec)["simple"].set_index("estimator")
+    s = _stored_summary("dynamic", 100).set_index("estimator")
     assert (s["n"] == 100).all()
     assert abs(s.loc["twfe", "bias"]) > 4 * s.loc["twfe", "bias_mcse"]
     assert abs(s.loc["twfe", "bias"]) > 5 * max(abs(s.loc[e, "bias"]) for e in ("cs_dr", "sunab", "imputation"))

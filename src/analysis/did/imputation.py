@@ -114,11 +114,18 @@ class ImputationFit:
 
     def design(self, t: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Regressor rows (period dummies without the first untreated period, covariates)."""
-        pos = np.searchsorted(self.periods, t)
-        D = np.zeros((len(t), len(self.periods) - 1))
-        rows = np.nonzero(pos > 0)[0]
-        D[rows, pos[rows] - 1] = 1.0
-        return np.hstack([D, X]) if X.shape[1] else D
+        k_d = len(self.periods) - 1
+        D = np.empty((len(t), k_d + X.shape[1]), order="F")
+        _dummies_into(D[:, :k_d], np.searchsorted(self.periods, t), range(1, k_d + 1))
+        D[:, k_d:] = X
+        return D
+
+
+def _dummies_into(out: np.ndarray, codes: np.ndarray, values: Sequence) -> None:
+    """Fill column ``j`` of ``out`` (Fortran-ordered) with the dummy ``codes == values[j]``, one
+    contiguous pass a column."""
+    for j, v in enumerate(values):
+        np.equal(codes, v, out=out[:, j])
 
 
 def fit_untreated(y0: np.ndarray, unit0: np.ndarray, t0: np.ndarray, X0: np.ndarray, n_units: int,
@@ -137,8 +144,7 @@ def fit_untreated(y0: np.ndarray, unit0: np.ndarray, t0: np.ndarray, X0: np.ndar
     k_e = 0 if extra0 is None else extra0.shape[1]
     p = k_d + k_x + k_e
     Wd = np.empty((len(t0), p), order="F")
-    for j in range(k_d):                                # period dummies, one contiguous column each
-        np.equal(pos, j + 1, out=Wd[:, j])
+    _dummies_into(Wd[:, :k_d], pos, range(1, k_d + 1))  # period dummies
     if k_x:
         Wd[:, k_d:k_d + k_x] = X0
     if k_e:
@@ -424,9 +430,8 @@ def _pretrends(k: int | str, y0: np.ndarray, u0: np.ndarray, t0: np.ndarray, X0:
         raise ValueError(f"pretrends must be a positive integer or 'all', got {k!r}")
     if not ev:
         raise ValueError("not enough pre-treatment periods for pre-trend coefficients")
-    L = np.empty((len(e0), len(ev)), order="F")       # lead dummies, filled column by column
-    for j, v in enumerate(ev):
-        np.equal(e0, v, out=L[:, j])
+    L = np.empty((len(e0), len(ev)), order="F")       # lead dummies
+    _dummies_into(L, e0, ev)
     fit, coef = fit_untreated(y0, u0, t0, X0, N, extra0=L)
     p = fit.Wd.shape[1]
     K = len(ev)

@@ -84,7 +84,7 @@ class LawOfMotion:
             base = None
         n_ctrl = 0 if self.controls is None else 2 * self.controls.shape[1]
         k = (base.shape[1] if base is not None else self.degree) + n_ctrl
-        P = self._matrix("P", n, k)
+        P = self._buffer("P", n, k)
         if base is not None:
             P[:, : base.shape[1]] = base
             j = base.shape[1]
@@ -143,27 +143,17 @@ class LawOfMotion:
             return xi, np.nan
         return xi, (1.0 - float(xi @ xi) / tss) if tss > 0 else 0.0
 
-
-    def _matrix(self, name: str, n: int, k: int) -> np.ndarray:
-        """A Fortran-ordered ``n x k`` work matrix, reused across calls like :meth:`_buffer`.
-
-        At census size a fresh regressor matrix each criterion evaluation was mostly page faults
-        (the allocation is above malloc's mmap threshold, so every call maps new memory)."""
+    def _buffer(self, name: str, n: int, k: int | None = None) -> np.ndarray:
+        """A work array of length ``n`` (or a Fortran-ordered ``n x k`` matrix): reused across calls
+        when ``reuse_buffers`` (then the returned ``xi`` is overwritten by the next call), fresh
+        otherwise. At census size a fresh regressor matrix each criterion evaluation was mostly page
+        faults (above malloc's mmap threshold every allocation maps new memory)."""
+        shape = (n,) if k is None else (n, k)
         if not self.reuse_buffers:
-            return np.empty((n, k), order="F")
+            return np.empty(shape, order="F")
         b = self._buf.get(name)
-        if b is None or b.shape != (n, k):
-            b = self._buf[name] = np.empty((n, k), order="F")
-        return b
-
-    def _buffer(self, name: str, n: int) -> np.ndarray:
-        """A work array of length ``n``: reused across calls when ``reuse_buffers`` (then the
-        returned ``xi`` is overwritten by the next call), fresh otherwise."""
-        if not self.reuse_buffers:
-            return np.empty(n)
-        b = self._buf.get(name)
-        if b is None or b.size != n:
-            b = self._buf[name] = np.empty(n)
+        if b is None or b.shape != shape:
+            b = self._buf[name] = np.empty(shape, order="F")
         return b
 
     def _innovation_poly(self, omega: np.ndarray, w: np.ndarray, r2: bool) -> tuple[np.ndarray, float]:
