@@ -16,7 +16,17 @@ import pytest
 from scipy import stats
 
 from analysis.config import CONFIG_DIR, ROOT, ParameterError, deep_merge, load_params
-from analysis.io import atomic_write, file_hash, read_log, read_table, record_reads, write_parquet, write_text
+from analysis.io import (
+    append_parquet_columns,
+    atomic_write,
+    file_hash,
+    read_log,
+    read_parquet_columns,
+    read_table,
+    record_reads,
+    write_parquet,
+    write_text,
+)
 from analysis.results import EstimationResult, check_tidy, combine, tidy_frame
 from analysis.tables import export_table, wide_table
 
@@ -117,6 +127,73 @@ def test_atomic_write_ends_with_the_mode_of_open(tmp_path, umask):
     assert expected == 0o666 & ~umask
     for path in written:
         assert stat.S_IMODE(os.stat(path).st_mode) == expected, (path.name, oct(os.stat(path).st_mode))
+
+
+# --- reading some columns, appending columns without reading the whole file ---------------------------
+def _mixed_frame(n: int = 1_000) -> pd.DataFrame:
+    """Rows of the kinds a panel holds: integer keys, floats with NaN, nullable integers, strings, a category."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    x[::7] = np.nan
+    return pd.DataFrame({"firm_id": np.repeat(np.arange(n // 10), 10), "year": np.tile(np.arange(2010, 2020), n // 10),
+                         "x": x, "cohort": pd.array(np.where(rng.random(n) < 0.3, 2023, pd.NA), dtype="Int64"),
+                         "name": [f"firm {i}" for i in range(n)],
+                         "industry": pd.Categorical(rng.choice(["13", "26", "39"], n))})
+
+
+@pytest.mark.parametrize("batch_rows", [64, 1_000, 1 << 20])
+def test_append_parquet_columns_equals_reading_the_whole_file_and_assigning(tmp_path, batch_rows):
+    """append_parquet_columns(source, added, path) reads back exactly as pd.read_parquet(source) with added's
+    columns assigned (values, NaN, dtypes including nullable Int64, float32 and category, column order; a column
+    source already has is replaced in place of being duplicated), whether the file is written in one batch or
+    in 16 (64 rows, the last one short). The reference is pandas' own read-assign-write."""
+    source = write_parquet(_mixed_frame(), tmp_path / "panel.parquet")
+    rng = np.random.default_rng(1)
+    tfp = rng.normal(size=1_000).astype("float32")
+    tfp[5:9] = np.nan
+    added = pd.DataFrame({"x": np.arange(1_000.0), "tfp_acf": tfp, "certified": rng.random(1_000) < 0.2},
+                         index=np.arange(1_000)[::-1])  # the index is ignored: row i goes with row i
+    out = append_parquet_columns(source, added, tmp_path / "panel_tfp.parquet", keys=_mixed_frame()[["firm_id", "year"]],
+                                 batch_rows=batch_rows)
+    expected = pd.read_parquet(source).drop(columns="x")
+    for c in added:
+        expected[c] = added[c].to_numpy()
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
+    assert pd.read_parquet(out)["industry"].dtype == "category"
+    assert pd.read_parquet(source).shape == (1_000, 6), "the source is only read"
+
+
+def test_append_parquet_columns_refuses_rows_that_are_not_the_files(tmp_path):
+    """Rows dropped, rows reordered (caught by the keys, naming the first row that differs and the file) and a
+    write onto the source itself are errors; the target is then not written (atomic write)."""
+    frame = _mixed_frame()
+    source = write_parquet(frame, tmp_path / "panel.parquet")
+    target = tmp_path / "out.parquet"
+    with pytest.raises(ValueError, match=r"has 1,000 rows, the new columns \(y\) 999"):
+        append_parquet_columns(source, pd.DataFrame({"y": np.zeros(999)}), target)
+    shuffled = frame.sort_values(["year", "firm_id"], kind="stable")
+    with pytest.raises(ValueError, match=r"row 1 of .*panel.parquet has firm_id = 0, the frame being written 1:"):
+        append_parquet_columns(source, pd.DataFrame({"y": np.zeros(1_000)}), target, keys=shuffled[["firm_id", "year"]],
+                               batch_rows=300)
+    late = frame[["firm_id", "year"]].copy()
+    late.loc[777, "firm_id"] = -1
+    with pytest.raises(ValueError, match=r"row 777 of .* has firm_id = 77, the frame being written -1"):
+        append_parquet_columns(source, pd.DataFrame({"y": np.zeros(1_000)}), target, keys=late, batch_rows=300)
+    with pytest.raises(ValueError, match="key column"):
+        append_parquet_columns(source, pd.DataFrame({"year": np.zeros(1_000)}), target, keys=frame[["year"]])
+    with pytest.raises(ValueError, match="onto its own source"):
+        append_parquet_columns(source, pd.DataFrame({"y": np.zeros(1_000)}), source)
+    assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["panel.parquet"]
+
+
+def test_read_parquet_columns_reads_those_the_file_has_in_the_order_asked(tmp_path):
+    """Only the asked columns are read, in the asked order, each once; an absent one is left out (the page's own
+    require_inputs names it); None reads all."""
+    path = write_parquet(_mixed_frame(), tmp_path / "p.parquet")
+    got = read_parquet_columns(path, ["x", "firm_id", "missing", "x"])
+    assert list(got.columns) == ["x", "firm_id"]
+    pd.testing.assert_frame_equal(got, pd.read_parquet(path)[["x", "firm_id"]])
+    assert list(read_parquet_columns(path).columns) == list(_mixed_frame().columns)
 
 
 def test_record_reads_logs_each_input_read_with_its_hash(tmp_path):

@@ -35,10 +35,12 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
-    "atomic_write", "write_parquet", "write_text", "read_table", "file_hash", "progress_options", "progress", "current_umask",
+    "atomic_write", "write_parquet", "append_parquet_columns", "read_parquet_columns", "write_text", "read_table",
+    "file_hash", "progress_options", "progress", "current_umask",
     "record_reads", "read_log", "read_progress",
 ]
 
@@ -104,6 +106,113 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     with atomic_write(path) as tmp:
         df.to_parquet(tmp, index=False, compression="zstd")
     return Path(path)
+
+
+def read_parquet_columns(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read ``columns`` of a parquet file, those it has (in the order given, each once); all if ``None``.
+
+    A census-size panel has 45 columns and most steps need a handful: reading only those keeps
+    a step at the size of its work rather than of the whole file. Columns the file lacks are left
+    out, not an error, so the caller's own check (e.g. :func:`analysis.availability.require_inputs`)
+    says what is missing in words a user can act on.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "p.parquet"
+    >>> _ = write_parquet(pd.DataFrame({"a": [1], "b": [2.0], "c": ["x"]}), f)
+    >>> list(read_parquet_columns(f, ["c", "a", "zz", "a"]).columns)
+    ['c', 'a']
+    """
+    if columns is None:
+        return pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in have])
+
+
+def append_parquet_columns(source: str | Path, added: pd.DataFrame, path: str | Path, *, keys: pd.DataFrame | None = None,
+                           batch_rows: int = 1 << 20) -> Path:
+    """Write ``source``'s rows with the columns of ``added`` appended, to ``path`` (atomically).
+
+    ``source`` is read ``batch_rows`` rows at a time, never whole, so a step that loaded a few
+    columns of a census-size file can write the file with its new columns without holding the
+    rest. Row ``i`` of ``added`` goes with row ``i`` of ``source``; a column of ``added`` that
+    ``source`` already has replaces it. The file reads back as ``pd.read_parquet(source)`` with
+    ``added``'s columns assigned (same dtypes; pandas' own metadata is extended, not dropped).
+
+    Parameters
+    ----------
+    source : path
+        The parquet file whose rows are kept; only ever read.
+    added : pandas.DataFrame
+        The new columns, one row per row of ``source`` (its index is ignored).
+    path : path
+        Where to write; may not be ``source``.
+    keys : pandas.DataFrame, optional
+        Columns the caller holds of ``source`` (e.g. ``firm_id``, ``year``), in its own row order;
+        each batch is checked equal to them, so rows that were filtered or reordered since
+        ``source`` was read are an error naming the first row that differs, not a silent misalignment.
+    batch_rows : int
+        Rows per batch (and per row group of the written file).
+
+    Raises
+    ------
+    ValueError
+        If ``added`` (or ``keys``) does not have one row per row of ``source``, or a key differs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_parquet(pd.DataFrame({"id": [1, 2, 3], "x": ["a", "b", "c"]}), d / "in.parquet")
+    >>> _ = append_parquet_columns(d / "in.parquet", pd.DataFrame({"y": [0.5, None, 2.0]}), d / "out.parquet", batch_rows=2)
+    >>> pd.read_parquet(d / "out.parquet")["y"].tolist()
+    [0.5, nan, 2.0]
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source, path = Path(source), Path(path)
+    if source.resolve() == path.resolve():
+        raise ValueError(f"append_parquet_columns: cannot write {path} onto its own source")
+    src = pq.ParquetFile(source)
+    n = src.metadata.num_rows
+    for what, frame in (("the new columns", added), ("the key columns", keys)):
+        if frame is not None and len(frame) != n:
+            raise ValueError(f"{source} has {n:,} rows, {what} ({', '.join(map(str, frame.columns))}) {len(frame):,}: "
+                             "they must be the file's rows in the file's order")
+    added = added.reset_index(drop=True)
+    keep = [c for c in src.schema_arrow.names if c not in added.columns]
+    if keys is not None and (unknown := [k for k in keys.columns if k not in keep]):
+        raise ValueError(f"append_parquet_columns: key column(s) {', '.join(map(str, unknown))} are not kept from {source} "
+                         f"(it has {', '.join(src.schema_arrow.names)}; a key cannot also be a new column)")
+    new = pa.Schema.from_pandas(added.iloc[: min(n, batch_rows)], preserve_index=False)
+    meta = json.loads(src.schema_arrow.metadata[b"pandas"]) if b"pandas" in (src.schema_arrow.metadata or {}) else None
+    fields = [src.schema_arrow.field(c) for c in keep] + [new.field(c) for c in added.columns]
+    schema = pa.schema(fields)
+    if meta is not None:
+        meta["columns"] = [c for c in meta["columns"] if c["name"] not in added.columns] + new.pandas_metadata["columns"]
+        schema = schema.with_metadata({**src.schema_arrow.metadata, b"pandas": json.dumps(meta).encode()})
+    start, held = 0, {} if keys is None else {k: keys[k].to_numpy() for k in keys.columns}
+    with atomic_write(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in src.iter_batches(batch_size=batch_rows, columns=keep, use_threads=True):
+            stop = start + batch.num_rows
+            for k, column in held.items():
+                want, got = column[start:stop], batch.column(k).to_numpy(zero_copy_only=False)
+                if not np.array_equal(want, got):
+                    i = int(np.flatnonzero(want != got)[0])
+                    file_value, frame_value = (v.item() if isinstance(v, np.generic) else v for v in (got[i], want[i]))
+                    raise ValueError(f"row {start + i:,} of {source} has {k} = {file_value!r}, the frame being written "
+                                     f"{frame_value!r}: its rows are not the file's (filtered or reordered after reading)")
+            part = pa.Table.from_pandas(added.iloc[start:stop], schema=new, preserve_index=False)
+            table = pa.Table.from_batches([batch])
+            for f in new:
+                table = table.append_column(f, part.column(f.name))
+            writer.write_table(table.replace_schema_metadata(schema.metadata), row_group_size=batch_rows)
+            start = stop
+    return path
 
 
 def write_text(text: str, path: str | Path) -> Path:

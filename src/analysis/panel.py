@@ -42,7 +42,7 @@ from analysis.domain import (
     cohort_from_date,
     late_cohorts,
 )
-from analysis.io import read_table, write_parquet
+from analysis.io import read_parquet_columns, read_table, write_parquet
 from analysis.schema import PanelError, validate_panel
 from analysis.simulate import simulate_world
 from analysis.sources import clusters as cl
@@ -411,11 +411,12 @@ def load_source_log(config: str = "default") -> SourceLog:
     return read_source_log(source_log_dir(config))
 
 
-def load_panel(config: str = "default", *, build: bool = True) -> pd.DataFrame:
+def load_panel(config: str = "default", *, build: bool = True, columns: list[str] | None = None) -> pd.DataFrame:
     """Read the built panel of a parameter set; build and write it first if it is missing.
 
     ``make data`` builds it; building here lets a notebook opened in JupyterLab run top to
     bottom without make. With ``build=False`` a missing panel raises ``FileNotFoundError``.
+    ``columns``: read only these, those the panel has (:func:`analysis.io.read_parquet_columns`).
     """
     path = panel_path(config)
     if not path.is_file():
@@ -423,7 +424,7 @@ def load_panel(config: str = "default", *, build: bool = True) -> pd.DataFrame:
             raise FileNotFoundError(f"{path} does not exist; build it with `make data CONFIG={config}`")
         if main(["--config", config]) != 0:
             raise RuntimeError(f"building the panel of parameter set '{config}' failed (see the message above)")
-    return pd.read_parquet(path)
+    return read_parquet_columns(path, columns)
 
 
 def load_world_tables(config: str = "default") -> dict[str, pd.DataFrame]:

@@ -36,6 +36,8 @@ __all__ = [
     "tfp_panel_path",
     "write_tfp_panel",
     "load_tfp_panel",
+    "panel_columns",
+    "INPUTS",
     "tfp_columns",
     "fits_note",
     "coefficient_table",
@@ -53,6 +55,9 @@ SPEC: dict[str, Any] = {
     "state": ["log_capital"],
     "proxy": {"op": "log_investment", "default": "log_materials"},
 }
+
+#: the firm-file inputs the productivity page requires (value added and the three inputs, in levels)
+INPUTS: list[str] = ["value_added", "capital", "labor", "materials"]
 
 
 def _certified(panel: pd.DataFrame) -> pd.Series:
@@ -229,8 +234,45 @@ def tfp_panel_path(config: str):
 
 
 def write_tfp_panel(panel: pd.DataFrame, config: str):
-    """Write the panel with TFP columns (atomically) for the effect reports."""
-    return write_parquet(panel, tfp_panel_path(config))
+    """Write the panel with TFP columns (atomically) for the effect reports.
+
+    ``panel`` may hold every column of the built panel, or only those the productivity page reads
+    (:func:`panel_columns`). In the second case its columns that the built panel's file lacks (the
+    ``tfp_<method>`` columns, ``certified``) are appended to that file, read a batch of rows at a
+    time (:func:`analysis.io.append_parquet_columns`, which checks ``firm_id`` and ``year`` row by
+    row): the file the effect reports read has every column either way, and the page never holds
+    the whole panel.
+    """
+    import pyarrow.parquet as pq
+
+    from analysis.io import append_parquet_columns
+    from analysis.panel import panel_path
+
+    source, path = panel_path(config), tfp_panel_path(config)
+    have = pq.read_schema(source).names if source.is_file() else []
+    if not have or set(have) <= set(panel.columns):
+        return write_parquet(panel, path)
+    added = [c for c in panel.columns if c not in have]
+    keys = [c for c in ("firm_id", "year") if c in panel.columns]
+    return append_parquet_columns(source, panel[added], path, keys=panel[keys] if keys else None)
+
+
+def panel_columns(params: Mapping[str, Any]) -> list[str]:
+    """The panel columns the productivity page reads: the inputs it checks for, the production
+    function's variables, fixed effects and Markov controls (:data:`SPEC`, the ``tfp`` section),
+    ``cohort`` (for the ``certified`` control) and the keys. A census-size panel has 45 columns;
+    loading these keeps the page at the size of its fits (:func:`write_tfp_panel` appends the TFP
+    columns to the whole panel's file).
+
+    >>> from analysis.config import load_params
+    >>> cols = panel_columns(load_params("default"))
+    >>> {"log_capital", "industry_code", "cohort"} <= set(cols) and "so2" not in cols
+    True
+    """
+    tfp = params["tfp"]
+    want = ["firm_id", "year", "cohort", "industry_code", *INPUTS, SPEC["output"], *SPEC["free"], *SPEC["state"],
+            *SPEC["proxy"].values(), tfp.get("by"), tfp.get("group_effects"), *tfp.get("markov_controls", [])]
+    return [c for c in dict.fromkeys(w for w in want if w) if c != "certified"]
 
 
 def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None, *, columns: list[str] | None = None) -> pd.DataFrame:
@@ -239,21 +281,18 @@ def load_tfp_panel(config: str, params: Mapping[str, Any] | None = None, *, colu
     ``columns``: read only these (those the file has); a census-size panel has 50-odd columns and
     a report usually needs a handful.
     """
+    from analysis.io import read_parquet_columns
+
     path = tfp_panel_path(config)
     if not path.is_file():
         from analysis.config import load_params
         from analysis.panel import load_panel
 
         params = params or load_params(config)
-        panel, _ = estimate_tfp(load_panel(config), params["tfp"], seed=params["seed"])
+        panel, _ = estimate_tfp(load_panel(config, columns=panel_columns(params)), params["tfp"], seed=params["seed"])
         write_tfp_panel(panel, config)
-        return panel if columns is None else panel[[c for c in dict.fromkeys(columns) if c in panel.columns]]
-    if columns is None:
-        return pd.read_parquet(path)
-    import pyarrow.parquet as pq
-
-    have = set(pq.read_schema(path).names)
-    return pd.read_parquet(path, columns=[c for c in dict.fromkeys(columns) if c in have])
+        del panel
+    return read_parquet_columns(path, columns)
 
 
 # ---------------------------------------------------------------------------------------------
