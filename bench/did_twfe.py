@@ -9,8 +9,9 @@ the fit (imports excluded for every library) and the process's peak resident mem
 reading the data is shown too). The coefficients of all libraries are compared (max abs
 difference) so that the race is for the same numbers.
 
-* ours: ``analysis.did.twfe.twfe(..., dynamic=True, cluster="cell")`` (pyfixest underneath,
-  lean mode, plus input checks and the tidy result);
+* ours: ``analysis.did.twfe.twfe(..., dynamic=True, cluster="cell")`` (without covariates and
+  weights: the indicator regression of ``analysis.did._fe_ols``, bincounts and sparse products;
+  plus input checks and the tidy result);
 * pyfixest: ``pf.feols("y ~ i(rel, ref=-1) | firm + year", vcov={"CRV1": "cell"})`` with its
   defaults;
 * linearmodels: ``PanelOLS(y, event dummies, entity_effects=True, time_effects=True)

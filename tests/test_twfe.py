@@ -152,6 +152,43 @@ def test_static_twfe_is_biased_with_dynamic_heterogeneous_effects():
     assert abs(imp["estimate"] - truth) < 4 * imp["std_error"]
 
 
+@pytest.mark.parametrize("case", ["static", "dynamic", "binned", "no_never_treated", "singleton"])
+def test_indicator_path_equals_pyfixest(sim, case):
+    """Without covariates and weights TWFE runs through fe_indicator_ols (no dense dummies); the reference is
+    the same regression through pyfixest.feols, which twfe takes with weights (here all equal to 1, which
+    change nothing): coefficients (1e-9), clustered standard errors (1e-6: pyfixest demeans iteratively on
+    this unbalanced panel), intervals and p-values (t with G - 1 degrees of freedom), n_obs, singleton and
+    pooled-reference notes, event times."""
+    df = sim.assign(one=1.0)
+    kw = dict(cluster="cell")
+    if case == "static":
+        kw |= dict(dynamic=False)
+    elif case == "dynamic":
+        kw |= dict(dynamic=True)
+    elif case == "binned":
+        kw |= dict(dynamic=True, bins=(-3, 3))
+    elif case == "no_never_treated":
+        df, kw = df[df["cohort"] > 0], kw | dict(dynamic=True)
+    else:
+        df, kw = pd.concat([df, df.iloc[:1].assign(firm=-1)]), kw | dict(dynamic=True)
+    fast = twfe(df, "y", "firm", "year", "cohort", **kw)
+    ref = twfe(df, "y", "firm", "year", "cohort", weights="one", **kw)
+    a, b = fast.tidy(), ref.tidy()
+    assert a["term"].tolist() == b["term"].tolist() and len(a) >= 1
+    np.testing.assert_allclose(a["estimate"], b["estimate"], atol=1e-9)
+    np.testing.assert_allclose(a["std_error"], b["std_error"], rtol=1e-6)
+    np.testing.assert_allclose(a[["conf_low", "conf_high", "p_value"]], b[["conf_low", "conf_high", "p_value"]], rtol=1e-6, atol=1e-9)
+    assert (a["n_obs"] == b["n_obs"]).all()
+    assert fast.meta["notes"] == ref.meta["notes"]
+    assert fast.meta.get("n_obs_by_event_time") == ref.meta.get("n_obs_by_event_time")
+    assert list(fast.meta["coefficients"].columns) == list(ref.meta["coefficients"].columns)
+    np.testing.assert_allclose(fast.meta["coefficients"].to_numpy(), ref.meta["coefficients"].to_numpy(), rtol=1e-5, atol=1e-9)
+    if case == "singleton":
+        assert any("1 singleton" in n for n in fast.meta["notes"])
+    if case == "no_never_treated":
+        assert len(fast.meta["pooled_reference"]) == 2
+
+
 def test_singletons_are_dropped_with_a_note(sim):
     """A firm observed in a single year carries no within variation: it is dropped (noted, n_obs
     one lower) and the coefficients do not change."""

@@ -1,4 +1,4 @@
-"""Two-way fixed effects difference-in-differences, static and dynamic (event study), on pyfixest.
+"""Two-way fixed effects difference-in-differences, static and dynamic (event study).
 
 Static:  ``y_it = a_i + l_t + b * D_it + x_it'c + u_it`` with ``D_it = 1[t >= g_i]``.
 
@@ -21,6 +21,11 @@ county x industry cell). Observations that are fixed-effect singletons (a firm o
 are dropped, as reghdfe and pyfixest do (fixest keeps them; the coefficients are the same), and
 ``meta['notes']`` counts them.
 
+Without covariates and weights (the study's specification) every regressor is an indicator, and the
+regression runs through :func:`analysis.did._fe_ols.fe_indicator_ols` (bincounts and sparse products,
+no dense dummies; at 5 million firm-years it needs a fraction of pyfixest's memory); with covariates
+or weights through ``pyfixest.feols``. Both give the same numbers (tests/test_twfe.py).
+
 Examples
 --------
 >>> import moderndid
@@ -39,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.did._common import Panel, event_time_result, prepare_panel, scalar_result, singleton_note
+from analysis.did._fe_ols import FEFit, fe_indicator_ols
 from analysis.domain import NEVER_TREATED
 from analysis.results import EstimationResult
 
@@ -93,6 +99,24 @@ def _fit(frame: pd.DataFrame, fml: str, *, cluster: str, weights: str | None):
         store_data=False,
         lean=True,
     )
+
+
+def _indicator_fit(frame: pd.DataFrame, cell: np.ndarray) -> FEFit:
+    """``_y ~ i(cell, ref=0) | _i + _t``, CRV1 by ``_cl``, without dense dummies (pyfixest's numbers)."""
+    return fe_indicator_ols(frame["_y"].to_numpy(), frame["_i"].to_numpy(), frame["_t"].to_numpy(), cell,
+                            cluster=frame["_cl"].to_numpy())
+
+
+def _indicator_coef_table(names: list[str], fit: FEFit) -> pd.DataFrame:
+    """The coefficient table pyfixest's ``tidy()`` gives (95 % intervals, t with ``df_t``) for an indicator fit."""
+    from scipy import stats
+
+    se = np.sqrt(np.diag(fit.vcov))
+    t = fit.beta / se
+    q = stats.t.ppf(0.975, fit.df_t)
+    return pd.DataFrame({"Estimate": fit.beta, "Std. Error": se, "t value": t, "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), fit.df_t),
+                         "2.5%": fit.beta - q * se, "97.5%": fit.beta + q * se},
+                        index=pd.Index(names, name="Coefficient"))
 
 
 def twfe(
@@ -156,53 +180,66 @@ def twfe(
     frame = panel.frame
     xs = "".join(f" + {c}" for c in panel.xcols)
     wcol = "_w" if weights is not None else None
+    indicators_only = not panel.xcols and weights is None  # fe_indicator_ols, else pyfixest
     notes: list[str] = []
     estimator = "twfe_event_study" if dynamic else "twfe"
     if not dynamic:
         g = frame["_g"].to_numpy()
-        frame = frame.assign(_D=((g != NEVER_TREATED) & (frame["_t"].to_numpy() >= g)).astype(float))
-        if frame["_D"].sum() == 0:
+        treated = (g != NEVER_TREATED) & (frame["_t"].to_numpy() >= g)
+        if not treated.any():
             raise ValueError(f"no treated observation: '{cohort}' is never reached within '{time}'")
-        fit = _fit(frame, f"_y ~ _D{xs} | _i + _t", cluster="_cl", weights=wcol)
-        notes += singleton_note(len(frame), int(fit._N))
-        coefs = _coef_table(fit, panel)
-        if "_D" not in fit._coefnames:
+        if indicators_only:
+            ind = _indicator_fit(frame, treated.astype(np.int64))
+            names, beta, vcov, n_obs, df_t = ["_D"] * len(ind.names), ind.beta, ind.vcov, ind.n_obs, ind.df_t
+            coefs = _indicator_coef_table(names, ind)
+        else:
+            fit = _fit(frame.assign(_D=treated.astype(float)), f"_y ~ _D{xs} | _i + _t", cluster="_cl", weights=wcol)
+            names, beta, vcov, n_obs, df_t = list(fit._coefnames), fit._beta_hat, fit._vcov, int(fit._N), float(fit._df_t)
+            coefs = _coef_table(fit, panel)
+        notes += singleton_note(len(frame), n_obs)
+        if "_D" not in names:
             raise ValueError("the treatment dummy is collinear with the fixed effects (no variation left)")
-        k = list(fit._coefnames).index("_D")
+        k = names.index("_D")
         return scalar_result(
-            fit._beta_hat[k], np.sqrt(fit._vcov[k, k]),
-            term="ATT", outcome=outcome, estimator=estimator, n_obs=int(fit._N), alpha=alpha,
-            df=float(fit._df_t),
+            beta[k], np.sqrt(vcov[k, k]),
+            term="ATT", outcome=outcome, estimator=estimator, n_obs=n_obs, alpha=alpha, df=df_t,
             meta=panel.meta(estimand="static TWFE coefficient on 1[t >= cohort]", coefficients=coefs, notes=notes),
         )
 
     code, refs, code_notes = event_codes(panel, reference=reference, bins=bins)
     notes += code_notes
-    frame = frame.assign(_rel=code)
-    fit = _fit(frame, f"_y ~ i(_rel, ref={int(reference)}){xs} | _i + _t", cluster="_cl", weights=wcol)
-    notes += singleton_note(len(frame), int(fit._N))
-    names = [str(c) for c in fit._coefnames]
+    if indicators_only:
+        levels = np.unique(code[code != reference])  # event time of dummy k is levels[k - 1]
+        ind = _indicator_fit(frame, np.where(code == reference, 0, np.searchsorted(levels, code) + 1))
+        e_kept = [int(levels[int(n.split("::", 1)[1]) - 1]) for n in ind.names]
+        dropped = [f"_rel::{int(v)}" for v in levels if int(v) not in e_kept]
+        names, beta_all, V_all, n_obs, df_t = [f"_rel::{v}" for v in e_kept], ind.beta, ind.vcov, ind.n_obs, ind.df_t
+        coefs = _indicator_coef_table(names, ind)
+    else:
+        fit = _fit(frame.assign(_rel=code), f"_y ~ i(_rel, ref={int(reference)}){xs} | _i + _t", cluster="_cl", weights=wcol)
+        names, beta_all, V_all = [str(c) for c in fit._coefnames], np.asarray(fit._beta_hat), np.asarray(fit._vcov)
+        n_obs, df_t, coefs = int(fit._N), float(fit._df_t), _coef_table(fit, panel)
+        dropped = [str(c) for c in getattr(fit, "_collin_vars", []) or [] if str(c).startswith("_rel::")]
+    notes += singleton_note(len(frame), n_obs)
     idx = [k for k, c in enumerate(names) if c.startswith("_rel::")]
     e = [int(names[k].split("::", 1)[1]) for k in idx]
-    dropped = [str(c) for c in getattr(fit, "_collin_vars", []) or [] if str(c).startswith("_rel::")]
     if dropped:
-        notes.append(f"collinear event-time dummies dropped by pyfixest: {dropped}")
+        notes.append(f"collinear event-time dummies dropped: {dropped}")
     order = np.argsort(e)
     idx = [idx[k] for k in order]
     e = [e[k] for k in order]
-    beta = np.asarray(fit._beta_hat)[idx]
-    V = np.asarray(fit._vcov)[np.ix_(idx, idx)]
-    rel_all = frame["_rel"].to_numpy()
-    n_by_e = [int((rel_all == v).sum()) for v in e]
+    beta = beta_all[idx]
+    V = V_all[np.ix_(idx, idx)]
+    counts = pd.Series(code).value_counts()
+    n_by_e = [int(counts.get(v, 0)) for v in e]
     return event_time_result(
-        e, beta, V, outcome=outcome, estimator=estimator, n_obs=int(fit._N), alpha=alpha,
-        df=float(fit._df_t),
+        e, beta, V, outcome=outcome, estimator=estimator, n_obs=n_obs, alpha=alpha, df=df_t,
         meta=panel.meta(
             reference_period=int(reference),
             pooled_reference=[int(r) for r in refs],
             bins=None if bins is None else (int(bins[0]), int(bins[1])),
             n_obs_by_event_time=dict(zip(e, n_by_e)),
-            coefficients=_coef_table(fit, panel),
+            coefficients=coefs,
             notes=notes,
         ),
     )
