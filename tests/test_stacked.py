@@ -115,3 +115,58 @@ def test_bad_input():
         stacked(df, "y", "firm", "year", "cohort", kappa_pre=0)
     with pytest.raises(ValueError, match="weighting"):
         stacked(df, "y", "firm", "year", "cohort", weighting="population")
+
+
+@pytest.mark.parametrize("control, weighting, cluster", [("notyet", "aggregate", None), ("never", "aggregate", None),
+                                                         ("notyet", "none", "cell"), ("never", "aggregate", "cell"),
+                                                         ("never", "aggregate", "ever")])
+def test_closed_form_equals_pyfixest(control, weighting, cluster):
+    """Without covariates the WFH regression is saturated in the treat x event-time cells and is
+    solved in closed form; it equals ``pyfixest.feols("_y ~ i(_ev, _treat, ref=-1) | _treat + _ev",
+    weights="_Q", vcov={"CRV1": cluster})`` on the same stacked rows (unbalanced panel; clean
+    controls not yet or never treated; unit and cell clusters; Q-weights and none; and two
+    clusters, ever and never treated, in which the treat effect is nested): coefficients
+    1e-10, covariance 1e-8 relative, degrees of freedom, observations."""
+    import pyfixest as pf
+
+    from analysis.did.stacked import _wfh_cell_fit
+
+    df = simulate_staggered(n_cells=40, firms_per_cell=5, seed=11)
+    df["ever"] = (df["cohort"] > 0).astype(int)
+    panel = prepare_panel(df, outcome="y", unit="firm", time="year", cohort="cohort", cluster=cluster)
+    st, _, _ = stack_data(panel.frame, kappa_pre=3, kappa_post=2, control=control)
+    if weighting == "none":
+        st["_Q"] = 1.0
+    ev, beta, V, df_t = _wfh_cell_fit(st, kappa_pre=3, kappa_post=2)
+    fit = pf.feols("_y ~ i(_ev, _treat, ref=-1) | _treat + _ev", data=st, vcov={"CRV1": "_cl"}, weights="_Q")
+    ref = fit.tidy()
+    order = [f"_ev::{e}:_treat" for e in ev]
+    np.testing.assert_allclose(beta, ref.loc[order, "Estimate"].to_numpy(), atol=1e-10)
+    Vref = fit._vcov
+    np.testing.assert_allclose(V, Vref, rtol=1e-8, atol=1e-14)
+    assert df_t == fit._df_t
+    res = stacked(df, "y", "firm", "year", "cohort", kappa_pre=3, kappa_post=2, control=control, weighting=weighting,
+                  cluster=cluster).tidy()
+    np.testing.assert_allclose(res["estimate"], beta, atol=1e-12)
+    assert res["n_obs"].iloc[0] == fit._N == len(st)
+
+
+def test_empty_cell_falls_back_to_pyfixest():
+    """A treat x event-time cell without rows (no treated firm observed at event time 2) has no
+    closed form; the regression then goes through pyfixest, which drops the collinear
+    coefficient, and the note says which."""
+    df = simulate_staggered(n_cells=40, firms_per_cell=5, seed=11)
+    treated = df["cohort"].fillna(0) > 0
+    df = df[~(treated & (df["year"] - df["cohort"] == 2))]
+    panel = prepare_panel(df, outcome="y", unit="firm", time="year", cohort="cohort")
+    st, _, _ = stack_data(panel.frame, kappa_pre=3, kappa_post=2)
+    assert _wfh_cell_fit_none(st)
+    res = stacked(df, "y", "firm", "year", "cohort", kappa_pre=3, kappa_post=2)
+    assert 2 not in res.tidy()["event_time"].tolist()
+    assert any("missing (collinear): [2]" in n for n in res.meta["notes"])
+
+
+def _wfh_cell_fit_none(st: pd.DataFrame) -> bool:
+    from analysis.did.stacked import _wfh_cell_fit
+
+    return _wfh_cell_fit(st, kappa_pre=3, kappa_post=2) is None

@@ -16,6 +16,15 @@ Hollingsworth (2024, "Stacked Difference-in-Differences", NBER WP 32054).
    freedom. ``fixed_effects="unit"`` uses sub-experiment x unit and sub-experiment x event-time
    effects instead (identical point estimates on balanced panels).
 
+Without covariates the WFH regression is saturated in the treat x event-time cells, so it is
+solved in closed form (:func:`_wfh_cell_fit`): each coefficient is a difference in differences
+of Q-weighted cell means, ``b_e = (m_1e - m_0e) - (m_1,-1 - m_0,-1)``, and its cluster score sums
+``Q_i (y_i - m_c(i)) / W_c(i)`` by cluster and cell (the sandwich of the weighted regression,
+with pyfixest's CRV1 factor ``(N-1)/(N-K) * G/(G-1)``). A few bincounts instead of pyfixest's
+demeaned design: at 4.9 M firm-years (6.5 M stacked rows) 3 GB less and about 10 s less per fit.
+It equals pyfixest's fit (tests/test_stacked.py); covariates, ``fixed_effects="unit"`` and an
+empty cell or zero weight (an unbalanced corner) go through pyfixest.
+
 Reference (WFH's tutorial, hollina/stacked-did-weights, ``stacked-example-r-and-stata.html``,
 ACS uninsurance 2008-2021, kappa_pre = 3, kappa_post = 2): event-time coefficients -0.00102
 (0.00368), -0.00303 (0.00299), [ref], -0.0163 (0.00393), -0.0239 (0.00645), -0.0255 (0.0071);
@@ -122,6 +131,46 @@ def _q_weights(sub: np.ndarray, ev: np.ndarray, treat: np.ndarray) -> np.ndarray
     return np.where(d["d"].to_numpy() == 1, 1.0, q.to_numpy())
 
 
+def _wfh_cell_fit(st: pd.DataFrame, *, kappa_pre: int, kappa_post: int) -> tuple[list[int], np.ndarray, np.ndarray, float] | None:
+    """WFH's ``y ~ i(_ev, _treat, ref=-1) | _treat + _ev`` weighted by ``_Q``, clustered on ``_cl``,
+    in closed form (the regression is saturated in the treat x event-time cells).
+
+    Returns event times, coefficients, CRV1 covariance (pyfixest's small-sample factor) and the
+    t degrees of freedom ``G - 1``; None when a cell has no weight or a weight is not positive
+    (then pyfixest decides what to drop).
+    """
+    ev = st["_ev"].to_numpy(dtype=np.int64) + kappa_pre          # 0 .. E-1; event time -1 at kappa_pre - 1
+    treat = st["_treat"].to_numpy(dtype=np.int64)
+    q = st["_Q"].to_numpy(dtype=float)
+    y = st["_y"].to_numpy(dtype=float)
+    E = kappa_pre + kappa_post + 1
+    if (ev.min() < 0) or (ev.max() >= E) or not (q > 0).all():
+        return None
+    c = treat * E + ev                                            # cell: control cells 0..E-1, treated E..2E-1
+    W = np.bincount(c, weights=q, minlength=2 * E)
+    if not (W > 0).all():
+        return None
+    m = np.bincount(c, weights=q * y, minlength=2 * E) / W        # weighted cell means
+    ref = kappa_pre - 1
+    evs = [e for e in range(E) if e != ref]
+    A = np.zeros((len(evs), 2 * E))                               # b = A @ m
+    for r, e in enumerate(evs):
+        A[r, [E + e, e, E + ref, ref]] = [1.0, -1.0, -1.0, 1.0]
+    cl = pd.factorize(st["_cl"])[0]
+    G = int(cl.max()) + 1
+    score = q * (y - m[c]) / W[c]                                 # influence of row i on its cell's mean
+    S = np.bincount(cl * (2 * E) + c, weights=score, minlength=G * 2 * E).reshape(G, 2 * E) @ A.T
+    n = y.size
+    # parameters: E - 1 interactions + the treat and event-time effects (2 + E - 1 levels), where an
+    # effect whose every level lies in one cluster counts for one (pyfixest's k_fixef="nonnested")
+    k = (E - 1) + (2 + E - 1)
+    for codes, levels in ((treat, 2), (ev, E)):
+        if (pd.Series(cl).groupby(codes).nunique().to_numpy() == 1).all():
+            k -= levels - 1
+    V = (n - 1) / (n - k) * G / (G - 1) * (S.T @ S)
+    return [e - kappa_pre for e in evs], A @ m, V, float(G - 1)
+
+
 def stacked(
     data: Any,
     outcome: str,
@@ -183,8 +232,6 @@ def stacked(
     >>> avg.tidy()["term"].tolist()
     ['ATT_average']
     """
-    import pyfixest as pf
-
     if weighting not in ("aggregate", "none"):
         raise ValueError(f"weighting must be 'aggregate' or 'none', got {weighting!r}")
     if fixed_effects not in ("wfh", "unit"):
@@ -199,30 +246,15 @@ def stacked(
         st["_Q"] = 1.0
     q0 = st.loc[(st["_ev"] == 0) & (st["_treat"] == 0)].groupby("_sub")["_Q"].mean()
     subs["mean_control_weight_e0"] = subs["sub_experiment"].map(q0).to_numpy()
-    xs = "".join(f" + {c}" for c in panel.xcols)
-    if fixed_effects == "wfh":
-        fe = "_treat + _ev"
+    closed = None
+    if not panel.xcols and fixed_effects == "wfh":
+        closed = _wfh_cell_fit(st, kappa_pre=kappa_pre, kappa_post=kappa_post)
+    if closed is not None:
+        ev, beta, V, df_t = closed
+        n_used = len(st)
     else:
-        st["_usub"] = pd.factorize(st["_i"].astype(np.int64) * (int(st["_sub"].max()) + 1) + st["_sub"])[0]
-        st["_esub"] = pd.factorize(st["_ev"].astype(np.int64) * 100_000 + st["_sub"])[0]
-        fe = "_usub + _esub"
-    with blas_threads():  # tall, thin products: one BLAS thread (analysis.inference.BLAS_THREADS)
-        fit = pf.feols(
-            f"_y ~ i(_ev, _treat, ref=-1){xs} | {fe}",
-            data=st, vcov={"CRV1": "_cl"}, weights="_Q", copy_data=False, store_data=False, lean=True,
-        )
-    notes += singleton_note(len(st), int(fit._N))
-    names = [str(c) for c in fit._coefnames]
-    idx, ev = [], []
-    for k, n in enumerate(names):
-        if n.startswith("_ev::"):
-            idx.append(k)
-            ev.append(int(n.split("::", 1)[1].split(":", 1)[0]))
-    order = np.argsort(ev)
-    idx = [idx[k] for k in order]
-    ev = [ev[k] for k in order]
-    beta = np.asarray(fit._beta_hat)[idx]
-    V = np.asarray(fit._vcov)[np.ix_(idx, idx)]
+        ev, beta, V, df_t, n_used = _pyfixest_fit(st, panel.xcols, fixed_effects)
+    notes += singleton_note(len(st), n_used)
     expected = [e for e in range(-kappa_pre, kappa_post + 1) if e != -1]
     if ev != expected:
         notes.append(f"event-time coefficients missing (collinear): {sorted(set(expected) - set(ev))}")
@@ -237,9 +269,40 @@ def stacked(
         n_stacked_rows=int(len(st)),
         notes=notes,
     )
-    es = event_time_result(ev, beta, V, outcome=outcome, estimator="stacked", n_obs=int(fit._N),
-                           alpha=alpha, df=float(fit._df_t), meta=meta)
+    es = event_time_result(ev, beta, V, outcome=outcome, estimator="stacked", n_obs=int(n_used),
+                           alpha=alpha, df=df_t, meta=meta)
     return post_average(es, alpha=alpha) if aggregate == "average" else es
+
+
+def _pyfixest_fit(st: pd.DataFrame, xcols: Sequence[str], fixed_effects: str) -> tuple[list[int], np.ndarray, np.ndarray, float, int]:
+    """The stacked regression through pyfixest (covariates, sub-experiment effects, corner cases):
+    event times, coefficients, CRV1 covariance, t degrees of freedom, observations used."""
+    import pyfixest as pf
+
+    xs = "".join(f" + {c}" for c in xcols)
+    if fixed_effects == "wfh":
+        fe = "_treat + _ev"
+    else:
+        st["_usub"] = pd.factorize(st["_i"].astype(np.int64) * (int(st["_sub"].max()) + 1) + st["_sub"])[0]
+        st["_esub"] = pd.factorize(st["_ev"].astype(np.int64) * 100_000 + st["_sub"])[0]
+        fe = "_usub + _esub"
+    with blas_threads():  # tall, thin products: one BLAS thread (analysis.inference.BLAS_THREADS)
+        fit = pf.feols(
+            f"_y ~ i(_ev, _treat, ref=-1){xs} | {fe}",
+            data=st, vcov={"CRV1": "_cl"}, weights="_Q", copy_data=False, store_data=False, lean=True,
+        )
+    names = [str(c) for c in fit._coefnames]
+    idx, ev = [], []
+    for k, n in enumerate(names):
+        if n.startswith("_ev::"):
+            idx.append(k)
+            ev.append(int(n.split("::", 1)[1].split(":", 1)[0]))
+    order = np.argsort(ev)
+    idx = [idx[k] for k in order]
+    ev = [ev[k] for k in order]
+    beta = np.asarray(fit._beta_hat)[idx]
+    V = np.asarray(fit._vcov)[np.ix_(idx, idx)]
+    return ev, beta, V, float(fit._df_t), int(fit._N)
 
 
 def post_average(es: EstimationResult, *, alpha: float = 0.05) -> EstimationResult:
