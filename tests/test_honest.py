@@ -267,6 +267,40 @@ def test_staggered_examples_match_readme(example):
 # -- internal consistency -------------------------------------------------------------------------
 
 
+def test_set_beyond_rs_default_grid_is_found_by_recentring():
+    """With millions of observations ``|estimate| / se`` is far above 20 and R's default grid
+    ([-20 se, 20 se] around 0) misses the relative-magnitude set (R reports it empty). Shifting
+    every post-period coefficient by c moves the set by c exactly (the post effects are
+    unrestricted nuisance parameters of the test), so on README's Sun-Abraham example shifted by
+    60 se the re-centred set must accept exactly the points of the unshifted example's set on the
+    same grid moved back by c, be closed on its grid, and say that it left R's grid; the unshifted
+    sets are R's (test_staggered_examples_match_readme), here checked to one step of R's grid."""
+    d = README["sunab"]
+    b, S, npre = np.array(d["beta"]), np.array(d["sigma"]), 10
+    r = d["sensitivity_results"]
+    se = float(np.sqrt(S[npre, npre]))
+    c = 60 * se
+    shifted = b.copy()
+    shifted[npre:] += c
+    for M, lo_r, hi_r in zip(r["Mbar"][1:3], r["lb"][1:3], r["ub"][1:3]):
+        l_vec = np.eye(b.size - npre)[0]
+        rs = robust_set(shifted, S, npre, l_vec, family="RM", M=M, method="C-LF")
+        assert any("missed the confidence set" in n for n in rs.notes)
+        assert rs.accept.any() and not (rs.accept[0] or rs.accept[-1])
+        ref = robust_set(b, S, npre, l_vec, family="RM", M=M, method="C-LF", grid_lb=rs.grid[0] - c, grid_ub=rs.grid[-1] - c)
+        assert (rs.accept == ref.accept).all()
+        assert abs(rs.lb - c - ref.lb) < 1e-12 and abs(rs.ub - c - ref.ub) < 1e-12
+        glo, ghi = _id_grid(b, S, npre, l_vec, M)
+        r_step = (ghi - glo) / 99 + (ref.grid[1] - ref.grid[0])
+        assert abs(ref.lb - lo_r) <= r_step and abs(ref.ub - hi_r) <= r_step
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = honest_did(shifted, sigma=S, n_pre=npre, restriction="relative_magnitude", Mbar=r["Mbar"][1],
+                          grid_lb=-20 * se, grid_ub=20 * se, cache=False)
+    assert np.isnan(kept.tidy()["conf_low"].iloc[1])  # given bounds are kept, as in R: empty on them
+
+
+
 @pytest.mark.parametrize("family, kw", [("SD", dict(bias="negative")), ("SD", dict(mono="increasing")),
                                         ("RM", {}), ("SDRM", dict(bias="positive"))])
 @pytest.mark.parametrize("method", ["Conditional", "C-LF"])

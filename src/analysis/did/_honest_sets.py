@@ -11,6 +11,11 @@ and the grid of the test inversion:
   ``[-20 se, 20 se]`` around 0 (the identified set under parallel trends), R's ``grid.lb`` /
   ``grid.ub`` when given.
 
+Where R's default grid misses the set (empty on it, or cut at an end: with millions of firm-years
+``|estimate| / se`` is far above 20, so ``[-20 se, 20 se]`` around 0 does not reach the estimate),
+the test is inverted again on a grid around the estimate, widened until the set is closed, and a
+note says so. R would report an empty or cut set there; given grid bounds are always kept.
+
 The set is ``[min, max]`` of the accepted grid points, as the R package reports it (the accepted
 region is an interval in all its examples; ``accept`` keeps the whole grid).
 """
@@ -68,6 +73,23 @@ def original_ci(beta: np.ndarray, sigma: np.ndarray, n_pre: int, l_vec: np.ndarr
     est = float(l_vec @ beta[post])
     se = float(np.sqrt(l_vec @ sigma[post, post] @ l_vec))
     return est, se, float(stats.norm.ppf(1 - alpha / 2))
+
+
+def _bias_scale(beta: np.ndarray, sigma: np.ndarray, n_pre: int, l_vec: np.ndarray) -> float:
+    """How far one unit of M can move ``l' tau_post`` under the relative-magnitude restrictions,
+    with room for sampling noise: ``sum_k |l_k| k (max_s |d_s| + 20 max_s sd(d_s))`` over the
+    pre-period first differences ``d_s`` (the reference period's coefficient is 0). The width of
+    the re-centred grid of :func:`robust_set`, not a bound the result relies on (the grid is
+    widened until the set is closed)."""
+    D = np.zeros((n_pre, n_pre))                     # d_s = beta_{s+1} - beta_s, the last one 0 - beta_{-1}
+    for s in range(n_pre):
+        D[s, s] = -1.0
+        if s + 1 < n_pre:
+            D[s, s + 1] = 1.0
+    d = D @ beta[:n_pre]
+    sd = np.sqrt(np.clip(np.diag(D @ sigma[:n_pre, :n_pre] @ D.T), 0, None))
+    k = np.arange(1, l_vec.size + 1)
+    return float(np.sum(np.abs(l_vec) * k) * (np.max(np.abs(d)) + 20 * np.max(sd))) if n_pre else 0.0
 
 
 def _vbar(A: np.ndarray, l_flci: np.ndarray) -> np.ndarray:
@@ -130,17 +152,41 @@ def robust_set(
         lo, hi = -20 * sd_theta, 20 * sd_theta
     lo = lo if grid_lb is None else float(grid_lb)
     hi = hi if grid_ub is None else float(grid_ub)
-    grid = np.linspace(lo, hi, int(grid_points))
-    accept = np.zeros(grid.size, dtype=bool)
-    for poly in polys:
-        A, d, rows = poly.A, poly.d, poly.rows
-        if n_post == 1 and family != "SD":
-            keep = np.flatnonzero(A[:, -1] != 0)
-            A, d = A[keep], d[keep]
-        elif n_post == 1:
-            rows = np.arange(A.shape[0])
-        accept |= accept_grid(beta, sigma, n_pre, l_vec, A, d, rows, grid, alpha=alpha, hybrid=hybrid,
-                              kappa=kappa, flci=flci, seed=seed, solver=solver)
+
+    def invert(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        grid = np.linspace(lo, hi, int(grid_points))
+        accept = np.zeros(grid.size, dtype=bool)
+        for poly in polys:
+            A, d, rows = poly.A, poly.d, poly.rows
+            if n_post == 1 and family != "SD":
+                keep = np.flatnonzero(A[:, -1] != 0)
+                A, d = A[keep], d[keep]
+            elif n_post == 1:
+                rows = np.arange(A.shape[0])
+            accept |= accept_grid(beta, sigma, n_pre, l_vec, A, d, rows, grid, alpha=alpha, hybrid=hybrid,
+                                  kappa=kappa, flci=flci, seed=seed, solver=solver)
+        return grid, accept
+
+    grid, accept = invert(lo, hi)
+    missed = hybrid != "FLCI" and grid_lb is None and grid_ub is None and (not accept.any() or accept[0] or accept[-1])
+    if missed:
+        # R's default grid assumes the set lies within 20 standard errors of the identified set at
+        # betahat = 0; with millions of observations |estimate| / se exceeds 20 and the set falls
+        # outside it (empty, or cut at an end). Re-centre on the estimate, widened by M times the
+        # largest bound the restriction allows, and widen until the set is closed on the grid.
+        est = float(l_vec @ beta[n_pre:n_pre + n_post])
+        half = 20 * sd_theta + float(M) * _bias_scale(beta, sigma, n_pre, l_vec)
+        first = (lo, hi)
+        for _ in range(6):
+            grid, accept = invert(est - half, est + half)
+            if accept.any() and not (accept[0] or accept[-1]):
+                break
+            half *= 2
+        notes.append(
+            f"R's default grid [{first[0]:.4g}, {first[1]:.4g}] (20 standard errors around the identified set at "
+            f"betahat = 0) missed the confidence set (|estimate| / se = {abs(est) / sd_theta:.0f}); inverted the test on "
+            f"[{grid[0]:.4g}, {grid[-1]:.4g}] around the estimate instead"
+        )
     if accept.any():
         lb, ub = float(grid[accept].min()), float(grid[accept].max())
         if (accept[0] or accept[-1]) and hybrid != "FLCI":

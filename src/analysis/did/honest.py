@@ -83,7 +83,7 @@ _RESTRICTIONS = {
     "smoothness_relative_magnitude": "SDRM", "sdrm": "SDRM", "deltasdrm": "SDRM", "deviation from linear trend": "SDRM",
 }
 _FAMILY_NAME = {"RM": "relative_magnitude", "SD": "smoothness", "SDRM": "smoothness_relative_magnitude"}
-_VERSION = "1"  # bump when the numbers this module returns change (cache key)
+_VERSION = "2"  # bump when the numbers this module returns change (cache key)
 
 
 def event_study_inputs(es: EstimationResult, reference: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
