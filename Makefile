@@ -16,6 +16,17 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 # notebooks at a time in `make all`, test workers in `make test`
 JOBS ?= 2
+# BLAS / OpenMP / numba / rayon threads of each notebook kernel and test worker: the machine's cores
+# shared among the JOBS that run at once. Two kernels with two OpenBLAS threads each on two cores spin
+# against each other (make all CONFIG=asif: 46 min on 2026-12-03, 28 min the day before; bench/README.md, "Threads");
+# `make all THREADS=2` or a *_NUM_THREADS already in the environment overrides it
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+THREADS ?= $(shell n=$$(( $(NPROC) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
+export OMP_NUM_THREADS ?= $(THREADS)
+export OPENBLAS_NUM_THREADS ?= $(THREADS)
+export MKL_NUM_THREADS ?= $(THREADS)
+export NUMBA_NUM_THREADS ?= $(THREADS)
+export RAYON_NUM_THREADS ?= $(THREADS)
 # the browser of the browser test (tests/test_pipeline.py); `make browser` installs Debian's when missing
 CHROMIUM ?= /usr/bin/chromium
 
@@ -63,7 +74,7 @@ all: ## create the environment if missing, build the data, run the notebooks (JO
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
-	@echo "  variables: CONFIG=$(CONFIG) (parameter set in config/), VENV=$(VENV), JOBS=$(JOBS), CHROMIUM=$(CHROMIUM)"
+	@echo "  variables: CONFIG=$(CONFIG) (parameter set in config/), VENV=$(VENV), JOBS=$(JOBS), THREADS=$(THREADS) (BLAS threads per job), CHROMIUM=$(CHROMIUM)"
 
 # ---------------------------------------------------------------------------------------------
 # environment: .venv from the exact pins of requirements.lock (no conda needed)
