@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.did._common import prepare_panel
-from analysis.did.stacked import stack_data, stacked
+from analysis.did.stacked import _wfh_cell_fit, stack_data, stacked
 
 from staggered_sim import simulate_staggered, true_event_effects
 
@@ -160,13 +160,7 @@ def test_empty_cell_falls_back_to_pyfixest():
     df = df[~(treated & (df["year"] - df["cohort"] == 2))]
     panel = prepare_panel(df, outcome="y", unit="firm", time="year", cohort="cohort")
     st, _, _ = stack_data(panel.frame, kappa_pre=3, kappa_post=2)
-    assert _wfh_cell_fit_none(st)
+    assert _wfh_cell_fit(st, kappa_pre=3, kappa_post=2) is None
     res = stacked(df, "y", "firm", "year", "cohort", kappa_pre=3, kappa_post=2)
     assert 2 not in res.tidy()["event_time"].tolist()
     assert any("missing (collinear): [2]" in n for n in res.meta["notes"])
-
-
-def _wfh_cell_fit_none(st: pd.DataFrame) -> bool:
-    from analysis.did.stacked import _wfh_cell_fit
-
-    return _wfh_cell_fit(st, kappa_pre=3, kappa_post=2) is None

@@ -176,14 +176,13 @@ def robust_set(
         # largest bound the restriction allows, and widen until the set is closed on the grid.
         est = float(l_vec @ beta[n_pre:n_pre + n_post])
         half = 20 * sd_theta + float(M) * _bias_scale(beta, sigma, n_pre, l_vec)
-        first = (lo, hi)
         for _ in range(6):
             grid, accept = invert(est - half, est + half)
             if accept.any() and not (accept[0] or accept[-1]):
                 break
             half *= 2
         notes.append(
-            f"R's default grid [{first[0]:.4g}, {first[1]:.4g}] (20 standard errors around the identified set at "
+            f"R's default grid [{lo:.4g}, {hi:.4g}] (20 standard errors around the identified set at "
             f"betahat = 0) missed the confidence set (|estimate| / se = {abs(est) / sd_theta:.0f}); inverted the test on "
             f"[{grid[0]:.4g}, {grid[-1]:.4g}] around the estimate instead"
         )
