@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,3 +71,18 @@ def test_heartbeat_reports_the_cell_memory_and_loop_position(tmp_path):
     outputs = [o for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], outputs
     assert "/30" not in json.dumps(outputs), outputs
+
+
+def test_kernel_talks_over_unix_sockets_in_a_folder_of_its_own(tmp_path):
+    """On a system with Unix sockets the kernel runs on ZeroMQ's ``ipc`` transport, its sockets in
+    a temporary folder of the runner, so two kernels starting at once cannot take each other's TCP
+    port ("ZMQError: Address already in use", papermill issue #511); the folder is gone afterwards."""
+    if os.name != "posix":
+        pytest.skip("Unix sockets only on POSIX systems; elsewhere the kernel uses TCP")
+    body = "from ipykernel.kernelapp import IPKernelApp\napp = IPKernelApp.instance()\nprint(app.transport, app.ip)"
+    nb = _notebook(tmp_path / "transport.ipynb", body, [])
+    proc = _run(tmp_path, nb)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"].split()
+    assert out[0] == "ipc" and Path(out[1]).name == "kernel", out
+    assert not Path(out[1]).parent.exists()

@@ -20,6 +20,11 @@ Differences from calling ``papermill`` directly:
   ``ANALYSIS_PROGRESS``). Once a minute it prints one line, so a long step shows in the build
   log that it is alive (the published report has no progress bars: the Makefile sets
   ``TQDM_DISABLE=1``). ``--stats`` writes the run's time and the kernel's peak memory as JSON.
+- On Linux and macOS the kernel talks to papermill over Unix sockets in a folder of its own
+  (ZeroMQ's ``ipc`` transport), not over TCP ports of localhost: with TCP, the ports jupyter_client
+  picks are free when it picks them but may be taken by another kernel starting at the same moment
+  before this one binds them, and the kernel dies with "ZMQError: Address already in use"
+  (papermill issue #511; it happened here with two ``make all`` running at once).
 - If the kernel dies (the system killed it, usually for lack of memory) or a cell raises
   ``MemoryError``, the last lines say which notebook and cell, how much memory the kernel had
   reached, and which parameters lower it (the notebook's ``metadata.analysis.memory_parameters``).
@@ -49,7 +54,7 @@ from analysis.io import PROGRESS_ENV, read_log, read_progress, write_text
 
 __all__ = [
     "attach_inputs", "declared_parameters", "main", "published_skip", "resolve_value", "select_parameters", "KernelWatch", "death_message",
-    "describe_loops", "duration",
+    "describe_loops", "duration", "kernel_transport",
 ]
 
 
@@ -338,6 +343,21 @@ def published_skip(nb: nbformat.NotebookNode, reason: str) -> nbformat.NotebookN
     return nb
 
 
+def kernel_transport(folder: str | Path) -> dict[str, Any]:
+    """Papermill arguments that put the kernel's sockets in ``folder`` (ZeroMQ ``ipc``) where the
+    system has Unix sockets, else none (TCP on localhost, jupyter_client's default).
+
+    >>> cfg = kernel_transport("/tmp/k")["config"] if os.name == "posix" else None
+    >>> os.name != "posix" or (cfg.KernelManager.transport, cfg.KernelManager.ip) == ("ipc", "/tmp/k/kernel")
+    True
+    """
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring); returns papermill's exit status."""
     parser = argparse.ArgumentParser(prog="tools/run_notebook.py", description=__doc__.splitlines()[0])
@@ -383,9 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("papermill").addHandler(handler)
     watch.start()
     status, message = "ok", None
+    sockets = tempfile.TemporaryDirectory(prefix="kernel-")  # short: a Unix socket's path has at most 107 bytes
     try:
         papermill.execute_notebook(str(args.notebook), str(args.output), parameters=params, kernel_name=args.kernel,
-                                   cwd=args.cwd, log_output=True, progress_bar=False)
+                                   cwd=args.cwd, log_output=True, progress_bar=False, **kernel_transport(sockets.name))
     except Exception as exc:
         import nbclient.exceptions
 
@@ -404,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             message = death_message(args.notebook.name, watch, config=str(params.get("config", "default")), hints=hints, memory_error=memory)
     finally:
         watch.stop()
+        sockets.cleanup()
         logging.getLogger("papermill").removeHandler(handler)
         if args.output.is_file():  # also on failure: the failed copy says what it had read
             nb = nbformat.read(args.output, as_version=4)
