@@ -18,15 +18,19 @@ BIN := $(abspath $(VENV))/bin
 JOBS ?= 2
 # BLAS / OpenMP / numba / rayon threads of each notebook kernel and test worker: the machine's cores
 # shared among the JOBS that run at once. Two kernels with two OpenBLAS threads each on two cores spin
-# against each other (make all CONFIG=asif: 46 min on 2026-12-03, 28 min the day before; bench/README.md, "Threads");
-# `make all THREADS=2` or a *_NUM_THREADS already in the environment overrides it
+# against each other (make all CONFIG=asif: 46 min on 2026-12-03, 28 min the day before; bench/README.md, "Threads").
+# `make all THREADS=2` or a *_NUM_THREADS already in the environment overrides it. The variables are
+# not exported: $(THREAD_ENV) puts them on the commands that run kernels and workers, so `all`'s
+# sub-make does not take this make's values for the caller's.
 NPROC := $(shell nproc 2>/dev/null || echo 1)
 THREADS ?= $(shell n=$$(( $(NPROC) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
-export OMP_NUM_THREADS ?= $(THREADS)
-export OPENBLAS_NUM_THREADS ?= $(THREADS)
-export MKL_NUM_THREADS ?= $(THREADS)
-export NUMBA_NUM_THREADS ?= $(THREADS)
-export RAYON_NUM_THREADS ?= $(THREADS)
+OMP_NUM_THREADS ?= $(THREADS)
+OPENBLAS_NUM_THREADS ?= $(THREADS)
+MKL_NUM_THREADS ?= $(THREADS)
+NUMBA_NUM_THREADS ?= $(THREADS)
+RAYON_NUM_THREADS ?= $(THREADS)
+THREAD_ENV = OMP_NUM_THREADS=$(OMP_NUM_THREADS) OPENBLAS_NUM_THREADS=$(OPENBLAS_NUM_THREADS) MKL_NUM_THREADS=$(MKL_NUM_THREADS) \
+	NUMBA_NUM_THREADS=$(NUMBA_NUM_THREADS) RAYON_NUM_THREADS=$(RAYON_NUM_THREADS)
 # the browser of the browser test (tests/test_pipeline.py); `make browser` installs Debian's when missing
 CHROMIUM ?= /usr/bin/chromium
 
@@ -56,7 +60,17 @@ RUN_NOTEBOOK := tools/run_notebook.py
 
 # notebooks run once on the parameter set; 04_effects and 06_robustness run once per outcome family
 SIMPLE_NOTEBOOKS := $(notdir $(basename $(filter-out notebooks/04_effects.ipynb notebooks/05_summary.ipynb notebooks/06_robustness.ipynb notebooks/07_validation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))))
-FAMILIES := $(patsubst config/effects_%.yaml,%,$(wildcard config/effects_*.yaml))
+# the outcome families. Those whose pages read no TFP column (tools/families.py: emissions and
+# innovation by default) read the built panel and run beside 03_productivity; the others wait for
+# the panel with TFP. Without .venv (`make all` creates it before it runs the notebooks), or with a
+# parameter set it cannot read (the stamps step then says why), every family waits. Families that
+# wait come first, so that make starts the longest chain (03, then their effects and robustness
+# pages) as early as it can.
+FAMILIES_ALL := $(patsubst config/effects_%.yaml,%,$(wildcard config/effects_*.yaml))
+FAMILIES_WITHOUT_TFP := $(if $(wildcard $(BIN)/python),$(shell ANALYSIS_ROOT=$(CURDIR) PYTHONPATH=$(CURDIR)/src $(BIN)/python tools/families.py $(CONFIG) 2>/dev/null))
+FAMILIES := $(filter-out $(FAMILIES_WITHOUT_TFP),$(FAMILIES_ALL)) $(filter $(FAMILIES_WITHOUT_TFP),$(FAMILIES_ALL))
+# the panel file a family's pages read
+family_panel = $(if $(filter $(1),$(FAMILIES_WITHOUT_TFP)),$(PANEL),$(PANEL_TFP))
 EFFECTS := $(if $(wildcard notebooks/04_effects.ipynb),$(addprefix effects_,$(FAMILIES)))
 SUMMARY := $(if $(wildcard notebooks/05_summary.ipynb),summary)
 ROBUSTNESS := $(if $(wildcard notebooks/06_robustness.ipynb),$(addprefix robustness_,$(FAMILIES)))
@@ -69,7 +83,8 @@ HTML := $(addprefix reports/,$(addsuffix .html,$(PAGES)))
 .DEFAULT_GOAL := all
 
 # the notebooks run JOBS at a time (make's own -j is set here, so `make all` is enough; JOBS=1: one at a time)
-all: ## create the environment if missing, build the data, run the notebooks (JOBS at a time, default 2), publish reports/
+# (the environment first, so that the sub-make can ask tools/families.py which pages need no TFP)
+all: $(ENV_STAMP) ## create the environment if missing, build the data, run the notebooks (JOBS at a time, default 2), publish reports/
 	@$(MAKE) --jobs=$(JOBS) reports
 
 help: ## list the targets
@@ -102,7 +117,7 @@ $(PARAM_STAMPS) &: config/default.yaml config/$(CONFIG).yaml FORCE | $(ENV_STAMP
 	@python tools/stamps.py $(CONFIG) $(STAMP)
 
 $(PANEL): $(ENV_STAMP) $(WORLD_PARAMS) $(EXTERNAL) $(RAW_FILES) $(shell $(PYTHON) tools/deps.py --modules analysis.panel 2>/dev/null)
-	python -m analysis.panel --config $(CONFIG)
+	$(THREAD_ENV) python -m analysis.panel --config $(CONFIG)
 
 # the worked example of the real-data path: the default world written as raw firm files (GBK CSVs,
 # Chinese headers ...) into data/example/ (git-ignored), read back by config/example_raw.yaml
@@ -136,7 +151,7 @@ define papermill
 	@mkdir -p $(@D)
 	@rm -f $@ $(basename $@).failed.ipynb
 	@echo "papermill $(1) -> $@"
-	@if TQDM_DISABLE=1 python $(RUN_NOTEBOOK) $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
+	@if TQDM_DISABLE=1 $(THREAD_ENV) python $(RUN_NOTEBOOK) $(1) $@.tmp.ipynb -k python3 --cwd notebooks -f $(2) -p config $(CONFIG) $(3) \
 	      --stats $(basename $@).stats.json > $(basename $@).log 2>&1; then \
 	    mv $@.tmp.ipynb $@; \
 	else \
@@ -157,11 +172,14 @@ $(BUILD_DIR)/%.ipynb: notebooks/%.ipynb $(PANEL) $$(NB_DEPS_$$*) $(RUN_NOTEBOOK)
 $(BUILD_DIR)/03_productivity.ipynb $(PANEL_TFP) &: notebooks/03_productivity.ipynb $(PANEL) $(STAMP)/tfp.json $(NB_DEPS_03_productivity) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/$(CONFIG).yaml,)
 
-$(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $(PANEL_TFP) $(STAMP)/did.json $(NB_DEPS_04_effects) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+$(BUILD_DIR)/effects_%.ipynb: notebooks/04_effects.ipynb config/effects_%.yaml $$(call family_panel,$$*) $(STAMP)/did.json $(NB_DEPS_04_effects) $(RUN_NOTEBOOK) | $(ENV_STAMP)
 	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
 
-# robustness after the family's effects report (whose HonestDiD results it reads back from the cache)
-$(BUILD_DIR)/robustness_%.ipynb: notebooks/06_robustness.ipynb config/effects_%.yaml $(BUILD_DIR)/effects_%.ipynb $(PANEL_TFP) $(STAMP)/data.json $(STAMP)/did.json $(STAMP)/robustness.json $(NB_DEPS_06_robustness) $(RUN_NOTEBOOK) | $(ENV_STAMP)
+# robustness after the family's effects report (whose HonestDiD results it reads back from the cache).
+# A family without TFP still runs it after 03_productivity (order only: a TFP change does not re-run
+# it): make gives a free job slot to the first page it found ready while none was free, and a
+# robustness page taking 03's slot would hold back the effects page of productivity, the longest chain
+$(BUILD_DIR)/robustness_%.ipynb: notebooks/06_robustness.ipynb config/effects_%.yaml $(BUILD_DIR)/effects_%.ipynb $$(call family_panel,$$*) $(STAMP)/data.json $(STAMP)/did.json $(STAMP)/robustness.json $(NB_DEPS_06_robustness) $(RUN_NOTEBOOK) | $(ENV_STAMP) $(PANEL_TFP)
 	$(call papermill,$<,config/effects_$*.yaml,-p family $*)
 
 $(BUILD_DIR)/summary.ipynb: notebooks/05_summary.ipynb $(addprefix $(BUILD_DIR)/,$(addsuffix .ipynb,$(EFFECTS))) $(STAMP)/did.json $(NB_DEPS_05_summary) $(RUN_NOTEBOOK) | $(ENV_STAMP)
@@ -180,8 +198,8 @@ WORKERS ?=
 MC_ARGS := $(if $(R),-R $(R)) $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
 
 validation: $(ENV_STAMP) ## Monte Carlo validation: R=200 DESIGNS=a,b CLUSTER=local|slurm|pbs|address WORKERS=n (resumes), then its page
-	python -m analysis.montecarlo $(MC_ARGS)
-	python -m analysis.montecarlo --parallel-trends -R 100 $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
+	$(THREAD_ENV) python -m analysis.montecarlo $(MC_ARGS)
+	$(THREAD_ENV) python -m analysis.montecarlo --parallel-trends -R 100 $(if $(DESIGNS),--designs $(DESIGNS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
 	$(MAKE) reports/validation.html
 
 clean-validation: ## remove the stored Monte Carlo results (make clean keeps them)
@@ -207,7 +225,7 @@ reports/index.html: $(HTML) src/analysis/report.py | $(ENV_STAMP)
 # ---------------------------------------------------------------------------------------------
 test: $(ENV_STAMP) browser ## lint (ruff, configured in pyproject.toml), then the test suite (not the slow Monte Carlo tests)
 	python -m ruff check src tests tools bench notebooks
-	CHROMIUM=$(CHROMIUM) python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup -rs --doctest-modules src/analysis tests
+	CHROMIUM=$(CHROMIUM) $(THREAD_ENV) python -m pytest -m "not slow" -n $(JOBS) --dist loadgroup -rs --doctest-modules src/analysis tests
 
 # Debian's chromium for the browser test: installed with apt when missing and we are root. Otherwise one
 # line says what to run and the browser test is skipped with that reason; under CI (CI=true) it fails.

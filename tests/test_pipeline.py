@@ -286,8 +286,9 @@ def _footer_inputs(page: Path) -> dict[str, str]:
 
 def test_footers_list_the_files_each_notebook_read(project):
     """Each page's footer lists the parameter and data files its notebook read, each with the hash of the
-    file as it is (file_hash); an effects page lists its own family's file and the panel with TFP, not
-    another family's file; the descriptives page reads the panel and no family file."""
+    file as it is (file_hash); an effects page lists its own family's file, not another family's, and
+    the panel with TFP if its family reads TFP (productivity), else the built panel only (the pages make
+    runs beside 03_productivity, tools/families.py); the descriptives page reads the panel and no family file."""
     from analysis.io import file_hash
 
     reports = project / "reports"
@@ -299,7 +300,9 @@ def test_footers_list_the_files_each_notebook_read(project):
             assert file_hash(project / path) == digest, (name, path)
     for family in families:
         inputs = set(pages[f"effects_{family}"])
-        assert {f"config/effects_{family}.yaml", "data/processed/small/panel_tfp.parquet"} <= inputs
+        assert f"config/effects_{family}.yaml" in inputs
+        panels = {p for p in inputs if p.startswith("data/processed/small/panel")}
+        assert panels == {f"data/processed/small/{'panel_tfp' if family == 'productivity' else 'panel'}.parquet"}, (family, panels)
         assert not any(f"effects_{other}" in p for other in families if other != family for p in inputs)
     assert "data/processed/small/panel.parquet" in pages["02_descriptives"]
     assert not any("effects_" in p for p in pages["02_descriptives"])

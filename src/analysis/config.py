@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "load_params",
     "deep_merge",
     "processed_dir",
+    "reads_tfp",
 ]
 
 
@@ -158,3 +159,16 @@ def load_params(name: str | Path = "default", *, config_dir: Path | None = None)
 def processed_dir(config: str) -> Path:
     """Folder of the built data of one parameter set: ``data/processed/<config>``."""
     return PROCESSED / config
+
+
+def reads_tfp(columns: Iterable[str]) -> bool:
+    """Whether any of ``columns`` exists only in the panel with TFP, the columns
+    ``03_productivity`` adds to the built panel: ``tfp_<method>`` and ``certified``.
+
+    A page that reads none of them reads the built panel and need not wait for TFP
+    (:func:`analysis.effects.family_inputs`; ``tools/families.py`` for make).
+
+    >>> reads_tfp(["firm_id", "log_so2"]), reads_tfp(["firm_id", "tfp_acf"])
+    (False, True)
+    """
+    return any(c == "certified" or c.startswith("tfp_") for c in columns)

@@ -775,27 +775,43 @@ class FamilyInputs:
 
 
 def family_inputs(config: str, family: str, *, every_column: bool = False, extra_columns: Sequence[str] = ()) -> FamilyInputs:
-    """Load what the report of ``family`` needs: the parameter set, the family, the panel with TFP
+    """Load what the report of ``family`` needs: the parameter set, the family, the panel
     (restricted to the family's sample) and the world's truth tables (empty on real data).
 
-    Only the columns the effects report reads are loaded (memory at census scale), and
-    ``extra_columns`` (those of the panel; the robustness report's geography, matching covariates
-    and batches: :func:`analysis.robustness.family_inputs`), or every column with ``every_column``.
+    Only the columns the effects report reads are loaded (memory at census scale,
+    :func:`family_columns`), and ``extra_columns`` (those of the panel; the robustness report's
+    geography, matching covariates and batches: :func:`analysis.robustness.family_inputs`), or every
+    column with ``every_column``. They come from the panel with TFP when one of them is a TFP column
+    (:func:`analysis.config.reads_tfp`), else from the built panel, so that the family's pages need
+    not wait for ``03_productivity`` (``tools/families.py`` tells make which families those are).
     """
-    from analysis.config import load_params
-    from analysis.panel import load_world_tables
+    from analysis.config import load_params, reads_tfp
+    from analysis.panel import load_panel, load_world_tables
     from analysis.productivity import load_tfp_panel
 
     params = load_params(config)
     spec = load_family(family)
-    did = params["did"]
-    # only what the report reads: keys, timing, cluster, the family's outcomes and counts, its sample, the splits
-    columns = ["firm_id", "year", "cohort", did["cluster"], *[o["column"] for o in [*spec["outcomes"], *spec["counts"]]],
-               *([spec["sample"]] if spec["sample"] else []), *did["heterogeneity"], *extra_columns]
-    panel = load_tfp_panel(config, params, columns=None if every_column else list(dict.fromkeys(columns)))
+    columns = family_columns(spec, params["did"], extra_columns)
+    if every_column or reads_tfp(columns):
+        panel = load_tfp_panel(config, params, columns=None if every_column else columns)
+    else:
+        panel = load_panel(config, columns=columns)
     if spec["sample"] and spec["sample"] in panel.columns:  # absent: require_family_inputs stops the report
         panel = panel[panel[spec["sample"]].astype(bool)].reset_index(drop=True)
     return FamilyInputs(config=config, family=family, params=params, spec=spec, panel=panel, world=load_world_tables(config))
+
+
+def family_columns(spec: Mapping[str, Any], did: Mapping[str, Any], extra_columns: Sequence[str] = ()) -> list[str]:
+    """The panel columns a family's effects report reads: keys, timing, the cluster, the family's
+    outcomes and counts, its sample, the heterogeneity splits (and ``extra_columns``).
+
+    >>> from analysis.config import load_params
+    >>> family_columns(load_family("emissions"), load_params("default")["did"])[:5]
+    ['firm_id', 'year', 'cohort', 'cell_id', 'log_so2_intensity']
+    """
+    columns = ["firm_id", "year", "cohort", did["cluster"], *[o["column"] for o in [*spec["outcomes"], *spec["counts"]]],
+               *([spec["sample"]] if spec["sample"] else []), *did["heterogeneity"], *extra_columns]
+    return list(dict.fromkeys(columns))
 
 
 def require_family_inputs(inp: FamilyInputs) -> None:
